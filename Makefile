@@ -1,0 +1,72 @@
+# ns toolkit: see README.md.  make, make check, make check SAN=1, make bench,
+# make install PREFIX=...
+include config.mk
+
+PROGS   = ns-keygen ns-sign ns-verify
+SCRIPTS = ns-node
+BIN     = $(PROGS:%=bin/%)
+COMMON_SRC = $(wildcard common/*.c)
+COMMON_OBJ = $(COMMON_SRC:common/%.c=obj/%.o)
+COMMON_HDR = $(wildcard common/*.h)
+
+# A sanitizer build lives in its own tree so it never mixes objects with the
+# normal build.
+ifeq ($(SAN),1)
+OBJDIR = obj-san
+BINDIR_B = bin-san
+else
+OBJDIR = obj
+BINDIR_B = bin
+endif
+COMMON_OBJ := $(COMMON_SRC:common/%.c=$(OBJDIR)/%.o)
+BIN := $(PROGS:%=$(BINDIR_B)/%)
+LIB = $(OBJDIR)/libns.a
+
+all: $(BIN)
+
+$(OBJDIR)/%.o: common/%.c $(COMMON_HDR) config.mk
+	@mkdir -p $(OBJDIR)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(OBJDIR)/cmd-%.o: cmd/%.c $(COMMON_HDR) config.mk
+	@mkdir -p $(OBJDIR)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(LIB): $(COMMON_OBJ)
+	rm -f $@
+	$(AR) rcs $@ $(COMMON_OBJ)
+
+$(BINDIR_B)/%: $(OBJDIR)/cmd-%.o $(LIB)
+	@mkdir -p $(BINDIR_B)
+	$(CC) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+
+# Install missing Debian packages (as root), or name them (otherwise).
+deps:
+	@sh share/setup/deps.sh
+
+# The whole bats suite; the last line is "N passed, N failed".
+check: deps
+	@$(MAKE) --no-print-directory all
+	@NS_BIN=$(CURDIR)/$(BINDIR_B) sh t/helpers/run-tests.sh $(TESTS)
+
+bench: deps all
+	@NS_BIN=$(CURDIR)/$(BINDIR_B) sh share/bench/run.sh
+
+install: all
+	mkdir -p $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(SHAREDIR)/doc
+	cp -f $(BIN) $(DESTDIR)$(BINDIR)/
+	cp -f share/ns-node $(DESTDIR)$(BINDIR)/ns-node
+	chmod 755 $(DESTDIR)$(BINDIR)/ns-node
+	cp -f share/man/man1/*.1 $(DESTDIR)$(MANDIR)/man1/
+	cp -Rf share/doc share/service $(DESTDIR)$(SHAREDIR)/ 2>/dev/null || cp -Rf share/doc $(DESTDIR)$(SHAREDIR)/
+
+uninstall:
+	cd $(DESTDIR)$(BINDIR) && rm -f $(PROGS) ns-node
+	cd $(DESTDIR)$(MANDIR)/man1 && rm -f $(PROGS:%=%.1) ns-node.1
+	rm -rf $(DESTDIR)$(SHAREDIR)
+
+clean:
+	rm -rf obj obj-san bin bin-san
+
+.PHONY: all deps check bench install uninstall clean
+.PRECIOUS: $(OBJDIR)/%.o $(OBJDIR)/cmd-%.o
