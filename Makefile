@@ -49,6 +49,14 @@ check: deps
 	@$(MAKE) --no-print-directory all
 	@NS_BIN=$(CURDIR)/$(BINDIR_B) sh t/helpers/run-tests.sh $(TESTS)
 
+# Start a node on the embedded default: data in $(NS_HOME), listening on
+# 127.0.0.1:7700, state in SQLite.
+NS_HOME ?= $(HOME)/.local/share/northstar
+run: deps
+	@$(MAKE) --no-print-directory all
+	@[ -e "$(NS_HOME)/node.key" ] || sh share/ns-node init "$(NS_HOME)"
+	@exec sh share/ns-node run "$(NS_HOME)"
+
 bench: deps all
 	@NS_BIN=$(CURDIR)/$(BINDIR_B) sh share/bench/run.sh
 
@@ -68,5 +76,5 @@ uninstall:
 clean:
 	rm -rf obj obj-san bin bin-san
 
-.PHONY: all deps check bench install uninstall clean
+.PHONY: all deps run check bench install uninstall clean
 .PRECIOUS: $(OBJDIR)/%.o $(OBJDIR)/cmd-%.o
