@@ -25,10 +25,16 @@ jsonin_free(struct jsonin *in)
 int
 jsonin_would_block(const struct jsonin *in)
 {
+	size_t i = in->start;
+
 	if (in->eof)
 		return 0;
-	return in->start == in->end ||
-	    memchr(in->buf + in->start, '\n', in->end - in->start) == NULL;
+	/* the newline that ends the value just read is not a next line */
+	while (i < in->end && (in->buf[i] == ' ' || in->buf[i] == '\t' ||
+	    in->buf[i] == '\n' || in->buf[i] == '\r'))
+		i++;
+	return i == in->end ||
+	    memchr(in->buf + i, '\n', in->end - i) == NULL;
 }
 
 /* Read more input after buf[end], keeping buf[start..end).  Returns bytes
