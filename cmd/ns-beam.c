@@ -1,0 +1,1067 @@
+/*
+ * ns-beam: the author-side beam store.  With --bus it is a stage of a
+ * node's ring: it takes the requests space.beam, beam.get and beam.delete,
+ * stores beams and tombstones in SQLite, turns an accepted space.beam into
+ * a log.append for ns-log and a delete into one log.append per space that
+ * refers to the beam, and passes every other line on unchanged, in order.
+ * Lines are handled in batches, one transaction each; nothing leaves before
+ * its batch is committed.  Without --bus, the commands put, get, delete and
+ * list work on the same database.  Exit 0 at the end of input, 1 if a
+ * command refused some input, 2 on usage or environment trouble.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sodium.h>
+
+#include "b64url.h"
+#include "buf.h"
+#include "bus.h"
+#include "canon.h"
+#include "db.h"
+#include "didkey.h"
+#include "event.h"
+#include "hash.h"
+#include "jsonin.h"
+#include "jsonl.h"
+#include "msg.h"
+#include "sig.h"
+
+#define PROG "ns-beam"
+#define VALUE_MAX (4 << 20)     /* longest input line or value */
+#define BEAM_MAX (256 * 1024)   /* signed beam, canonical bytes */
+#define EVENT_MAX (16 * 1024)   /* any other event, canonical bytes */
+#define SPACE_MAX 256           /* longest space id kept in refs */
+#define BATCH_DEFAULT 512
+#define BATCH_LIMIT 65536
+/* "beam/" authorHash "/" beamId */
+#define PATH_LEN (5 + HASH_ID_LEN + 1 + HASH_ID_LEN)
+#define PATH_ID (5 + HASH_ID_LEN + 1)   /* offset of beamId */
+
+static const char *const migrations[] = {
+	"CREATE TABLE beams ("
+	"  path TEXT PRIMARY KEY,"
+	"  author TEXT NOT NULL,"
+	"  ts INTEGER NOT NULL,"
+	"  body TEXT NOT NULL);"
+	"CREATE TABLE tombstones ("
+	"  path TEXT PRIMARY KEY,"
+	"  author TEXT NOT NULL,"
+	"  body TEXT NOT NULL);"
+	"CREATE TABLE refs ("
+	"  path TEXT NOT NULL,"
+	"  space TEXT NOT NULL,"
+	"  PRIMARY KEY (path, space)) WITHOUT ROWID;",
+};
+#define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
+
+enum {
+	Q_BEAM, Q_PUT, Q_UNPUT, Q_TOMB, Q_BURY, Q_REF, Q_REFS, Q_N
+};
+
+static const char *const queries[Q_N] = {
+	[Q_BEAM] = "SELECT author, body FROM beams WHERE path = ?1",
+	[Q_PUT] = "INSERT OR IGNORE INTO beams (path, author, ts, body) "
+	    "VALUES (?1, ?2, ?3, ?4)",
+	[Q_UNPUT] = "DELETE FROM beams WHERE path = ?1",
+	[Q_TOMB] = "SELECT author, body FROM tombstones WHERE path = ?1",
+	[Q_BURY] = "INSERT OR IGNORE INTO tombstones (path, author, body) "
+	    "VALUES (?1, ?2, ?3)",
+	[Q_REF] = "INSERT OR IGNORE INTO refs (path, space) VALUES (?1, ?2)",
+	[Q_REFS] = "SELECT space FROM refs WHERE path = ?1 ORDER BY space",
+};
+
+struct store {
+	const char *path;       /* of the database, for messages */
+	sqlite3 *db;
+	sqlite3_stmt *q[Q_N];
+	const char *node;       /* --bus: this node's DID and address */
+	const char *address;
+	struct buf canon;       /* canonical bytes of the object at hand */
+	struct buf scratch;     /* for sig_verify */
+	struct buf author, body;        /* a row read back */
+};
+
+/* Why a request was refused: its protocol error and a message. */
+struct verdict {
+	enum bus_err e;
+	const char *why;
+};
+
+/* A request of a --bus batch: where its output went, and what an error
+ * answer needs in case the batch does not commit. */
+struct item {
+	size_t off, len;        /* its output in the batch buffer */
+	int64_t conn;
+	jv id;                  /* owned */
+};
+
+static void
+usage(int status)
+{
+	FILE *f = status ? stderr : stdout;
+
+	fprintf(f,
+	    "usage: ns-beam --bus -d DBFILE -n NODE_DID -a ADDRESS [--sync full|normal]\n"
+	    "               [--batch N]\n"
+	    "       ns-beam -d DBFILE [--sync full|normal] [--batch N] put | delete\n"
+	    "       ns-beam -d DBFILE get PATH ...\n"
+	    "       ns-beam -d DBFILE list\n"
+	    "  -d, --db FILE       the beam database (created with put, delete, --bus)\n"
+	    "      --bus           node mode: serve space.beam, beam.get, beam.delete\n"
+	    "                      on the ring, pass every other line on\n"
+	    "  -n, --node DID      --bus: this node's DID (refs must name it)\n"
+	    "  -a, --address ADDR  --bus: this node's address (refs must name it)\n"
+	    "      --sync MODE     full (default) or normal: SQLite synchronous setting\n"
+	    "      --batch N       lines handled per transaction at most (default %d)\n"
+	    "  -h, --help          this help\n"
+	    "      --version       print the version\n"
+	    "commands: put (signed beams on stdin), get PATH..., delete (signed\n"
+	    "tombstones on stdin), list\n", BATCH_DEFAULT);
+	exit(status);
+}
+
+static int
+streq(const char *a, const char *b)
+{
+	return a && b && strcmp(a, b) == 0;
+}
+
+/* jsonl_str, but NULL also for a string with a NUL inside, so that C string
+ * compares and lengths see all of it.  obj is borrowed. */
+static const char *
+cstr(jv obj, const char *key)
+{
+	jv v = jsonl_get(obj, key);
+	const char *s = NULL;
+
+	if (jv_get_kind(v) == JV_KIND_STRING && strlen(jv_string_value(v)) ==
+	    (size_t)jv_string_length_bytes(jv_copy(v)))
+		s = jv_string_value(v);   /* obj keeps it alive */
+	jv_free(v);
+	return s;
+}
+
+/* 1 if s is "beam/{authorHash}/{beamId}", both SHA-256 ids. */
+static int
+path_ok(const char *s)
+{
+	unsigned char raw[HASH_RAW_LEN];
+	size_t n;
+
+	if (!s || strlen(s) != PATH_LEN || memcmp(s, "beam/", 5) != 0 ||
+	    s[PATH_ID - 1] != '/')
+		return 0;
+	if (b64url_decode(s + 5, HASH_ID_LEN, raw, sizeof(raw), &n) != 0 ||
+	    n != sizeof(raw))
+		return 0;
+	if (b64url_decode(s + PATH_ID, HASH_ID_LEN, raw, sizeof(raw), &n) != 0 ||
+	    n != sizeof(raw))
+		return 0;
+	return 1;
+}
+
+/* The path of a beam by author whose canonical bytes are p[0..n). */
+static void
+path_make(const char *author, const char *p, size_t n, char out[PATH_LEN + 1])
+{
+	memcpy(out, "beam/", 5);
+	hash_id(author, strlen(author), out + 5);
+	out[PATH_ID - 1] = '/';
+	hash_id(p, n, out + PATH_ID);
+}
+
+static void
+store_open(struct store *s, int rw, int sync_full)
+{
+	char err[512];
+
+	if (rw)
+		s->db = db_open(s->path, migrations, NMIGRATIONS, sync_full, err,
+		    sizeof(err));
+	else
+		s->db = db_open_ro(s->path, NMIGRATIONS, err, sizeof(err));
+	if (!s->db)
+		die("%s", err);
+	for (int i = 0; i < Q_N; i++) {
+		if (!rw && (i == Q_PUT || i == Q_UNPUT || i == Q_BURY ||
+		    i == Q_REF))
+			continue;
+		if (db_prepare(s->db, &s->q[i], queries[i]) != 0)
+			die("%s: %s", s->path, sqlite3_errmsg(s->db));
+	}
+}
+
+static void
+store_close(struct store *s)
+{
+	db_close(s->db);        /* finalizes the statements too */
+	buf_free(&s->canon);
+	buf_free(&s->scratch);
+	buf_free(&s->author);
+	buf_free(&s->body);
+}
+
+static void
+dberr(struct store *s)
+{
+	warn("%s: %s", s->path, sqlite3_errmsg(s->db));
+}
+
+static void
+bind_text(sqlite3_stmt *st, int i, const char *p, size_t n)
+{
+	/* every statement is reset before the bytes go away */
+	sqlite3_bind_text(st, i, p, (int)n, SQLITE_STATIC);
+}
+
+/* Run a statement that returns no rows: 0, or -1 (reported). */
+static int
+run(struct store *s, sqlite3_stmt *st)
+{
+	int rc = sqlite3_step(st);
+
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	if (rc != SQLITE_DONE) {
+		dberr(s);
+		return -1;
+	}
+	return 0;
+}
+
+/* Copy text column i of st's current row into b (NUL-terminated). */
+static void
+column(struct buf *b, sqlite3_stmt *st, int i)
+{
+	const unsigned char *t = sqlite3_column_text(st, i);
+	int n = sqlite3_column_bytes(st, i);
+
+	buf_reset(b);
+	if (!t || n < 0)
+		n = 0;
+	buf_add(b, n > 0 ? (const char *)t : "", (size_t)n);
+}
+
+/* Look path up with q (Q_BEAM or Q_TOMB); the row lands in s->author and
+ * s->body.  1 found, 0 none, -1 database error (reported). */
+static int
+lookup(struct store *s, int q, const char *path)
+{
+	sqlite3_stmt *st = s->q[q];
+	int rc;
+
+	bind_text(st, 1, path, strlen(path));
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		column(&s->author, st, 0);
+		column(&s->body, st, 1);
+		rc = 1;
+	} else if (rc == SQLITE_DONE)
+		rc = 0;
+	else {
+		dberr(s);
+		rc = -1;
+	}
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return rc;
+}
+
+/* The spaces that refer to path, sorted, or jv_invalid() (reported). */
+static jv
+refs_of(struct store *s, const char *path)
+{
+	sqlite3_stmt *st = s->q[Q_REFS];
+	jv a = jv_array();
+	int rc;
+
+	bind_text(st, 1, path, strlen(path));
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		a = jv_array_append(a, jv_string_sized(
+		    (const char *)sqlite3_column_text(st, 0),
+		    sqlite3_column_bytes(st, 0)));
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	if (rc != SQLITE_DONE) {
+		dberr(s);
+		jv_free(a);
+		return jv_invalid();
+	}
+	return a;
+}
+
+/* The stored text in s->body parsed; jv_invalid() (reported) if the
+ * database holds something that is not JSON. */
+static jv
+body_parse(struct store *s, const char *path)
+{
+	jv v = canon_parse(s->body.p ? s->body.p : "", s->body.len);
+
+	if (!jv_is_valid(v))
+		warn("%s: %s: stored text is not JSON", s->path, path);
+	return v;
+}
+
+/*
+ * Shape of a signed beam (borrowed): type "beam", author, ts and sig.  Its
+ * canonical bytes go to s->canon and its path to path.  With verify, its
+ * signature is checked too.  0, or -1 with v set.
+ */
+static int
+beam_check(struct store *s, jv beam, int verify, char path[PATH_LEN + 1],
+    struct verdict *v)
+{
+	const char *author;
+	int64_t ts;
+
+	v->e = E_BAD_EVENT;
+	if (jv_get_kind(beam) != JV_KIND_OBJECT) {
+		v->why = "beam is not an object";
+		return -1;
+	}
+	if (!streq(cstr(beam, "type"), "beam")) {
+		v->why = "beam type is not \"beam\"";
+		return -1;
+	}
+	if (!(author = cstr(beam, "author"))) {
+		v->why = "beam has no author";
+		return -1;
+	}
+	if (jsonl_int(beam, "ts", &ts) != 0 || ts < 0) {
+		v->why = "beam ts is not a non-negative integer";
+		return -1;
+	}
+	if (!cstr(beam, "sig")) {
+		v->why = "beam has no sig";
+		return -1;
+	}
+	if (verify && sig_verify(beam, &s->scratch, &v->why) != 0) {
+		v->e = E_BAD_SIG;
+		return -1;
+	}
+	buf_reset(&s->canon);
+	if (canon_dump(beam, NULL, &s->canon) != 0) {
+		v->why = "beam is not representable in RFC 8785";
+		return -1;
+	}
+	if (s->canon.len > BEAM_MAX) {
+		v->e = E_TOO_LARGE;
+		v->why = "beam larger than 256 KiB";
+		return -1;
+	}
+	path_make(author, s->canon.p, s->canon.len, path);
+	return 0;
+}
+
+/* Store the beam whose canonical bytes are in s->canon, unless path has a
+ * tombstone (then *tomb is set to it, owned).  0, or -1 on a database
+ * error (reported). */
+static int
+beam_put(struct store *s, jv beam, const char *path, jv *tomb)
+{
+	sqlite3_stmt *st = s->q[Q_PUT];
+	const char *author = cstr(beam, "author");
+	int64_t ts = 0;
+	int rc;
+
+	*tomb = jv_invalid();
+	if ((rc = lookup(s, Q_TOMB, path)) < 0)
+		return -1;
+	if (rc > 0) {
+		*tomb = body_parse(s, path);
+		return jv_is_valid(*tomb) ? 0 : -1;
+	}
+	jsonl_int(beam, "ts", &ts);
+	bind_text(st, 1, path, PATH_LEN);
+	bind_text(st, 2, author, strlen(author));
+	sqlite3_bind_int64(st, 3, ts);
+	bind_text(st, 4, s->canon.p, s->canon.len);
+	return run(s, st);
+}
+
+/*
+ * Delete the beam a signed tombstone t (borrowed) names.  On success the
+ * result {"beam","spaces"} is in *res and the tombstone to send to each
+ * space in *sent (both owned): t itself, or the tombstone stored before when
+ * the beam was deleted already (the answer is the same again, and the same
+ * tombstone goes out again, which ns-log takes as a duplicate).  Returns 0;
+ * -1 with v set when refused; -2 on a database error (reported).
+ */
+static int
+beam_bury(struct store *s, jv t, jv *res, jv *sent, struct verdict *v)
+{
+	const char *path, *author;
+	jv spaces;
+	int rc;
+
+	*res = *sent = jv_invalid();
+	v->e = E_BAD_EVENT;
+	if (!streq(cstr(t, "type"), "beam.tombstone")) {
+		v->why = "event is not a beam.tombstone";
+		return -1;
+	}
+	if (!path_ok(path = cstr(t, "beam"))) {
+		v->why = "tombstone beam is not a beam path";
+		return -1;
+	}
+	if (!(author = cstr(t, "author"))) {
+		v->why = "tombstone has no author";
+		return -1;
+	}
+	buf_reset(&s->canon);
+	if (canon_dump(t, NULL, &s->canon) != 0) {
+		v->why = "tombstone is not representable in RFC 8785";
+		return -1;
+	}
+	if (s->canon.len > EVENT_MAX) {
+		v->e = E_TOO_LARGE;
+		v->why = "tombstone larger than 16 KiB";
+		return -1;
+	}
+	if ((rc = lookup(s, Q_TOMB, path)) < 0)
+		return -2;
+	if (rc > 0) {
+		if (strcmp(s->author.p, author) != 0)
+			goto forbidden;
+		if (!jv_is_valid(*sent = body_parse(s, path)))
+			return -2;
+	} else {
+		if ((rc = lookup(s, Q_BEAM, path)) < 0)
+			return -2;
+		if (rc == 0) {
+			v->e = E_NOT_FOUND;
+			v->why = "no such beam on this node";
+			return -1;
+		}
+		if (strcmp(s->author.p, author) != 0)
+			goto forbidden;
+		bind_text(s->q[Q_BURY], 1, path, PATH_LEN);
+		bind_text(s->q[Q_BURY], 2, author, strlen(author));
+		bind_text(s->q[Q_BURY], 3, s->canon.p, s->canon.len);
+		if (run(s, s->q[Q_BURY]) != 0)
+			return -2;
+		bind_text(s->q[Q_UNPUT], 1, path, PATH_LEN);
+		if (run(s, s->q[Q_UNPUT]) != 0)
+			return -2;
+		*sent = jv_copy(t);
+	}
+	spaces = refs_of(s, path);
+	if (!jv_is_valid(spaces)) {
+		jv_free(*sent);
+		*sent = jv_invalid();
+		return -2;
+	}
+	*res = jv_object_set(jv_object(), jv_string("beam"), jv_string(path));
+	*res = jv_object_set(*res, jv_string("spaces"), spaces);
+	return 0;
+forbidden:
+	v->e = E_FORBIDDEN;
+	v->why = "only the beam's author may delete it";
+	return -1;
+}
+
+/*
+ * --bus handlers.  Each appends its output lines to out and returns 0, or
+ * -1 on a database error: the batch is then rolled back and every request
+ * in it answered internal.
+ */
+static int
+bus_space_beam(struct store *s, struct buf *out, struct bus_req *r)
+{
+	jv ref = jsonl_get(r->params, "event");
+	jv beam = jsonl_get(r->params, "beam");
+	jv tomb = jv_invalid();
+	struct verdict v = { E_BAD_EVENT, NULL };
+	const char *author, *space;
+	char path[PATH_LEN + 1];
+	int rc = 0;
+
+	if (jv_get_kind(ref) != JV_KIND_OBJECT ||
+	    jv_get_kind(beam) != JV_KIND_OBJECT) {
+		v.e = E_PARAMS;
+		v.why = "params need an event and a beam, both objects";
+		goto bad;
+	}
+	if (!streq(cstr(ref, "type"), "beam.ref")) {
+		v.why = "event is not a beam.ref";
+		goto bad;
+	}
+	space = cstr(ref, "space");
+	if (!space || !*space || strlen(space) > SPACE_MAX) {
+		v.why = "ref space is not a space id";
+		goto bad;
+	}
+	if (!(author = cstr(ref, "author"))) {
+		v.why = "ref has no author";
+		goto bad;
+	}
+	if (!path_ok(cstr(ref, "beam"))) {
+		v.why = "ref beam is not a beam path";
+		goto bad;
+	}
+	if (!streq(cstr(ref, "node"), s->node) ||
+	    !streq(cstr(ref, "address"), s->address)) {
+		v.why = "ref names another node to store the beam";
+		goto bad;
+	}
+	if (beam_check(s, beam, 0, path, &v) != 0)
+		goto bad;
+	if (!streq(cstr(beam, "author"), author)) {
+		v.why = "beam author is not the ref's author";
+		goto bad;
+	}
+	if (strcmp(path, cstr(ref, "beam")) != 0) {
+		v.why = "beam does not hash to the ref's path";
+		goto bad;
+	}
+	if (beam_put(s, beam, path, &tomb) != 0) {
+		rc = -1;
+		goto out;
+	}
+	if (jv_is_valid(tomb)) {
+		bus_error_data(out, r, E_GONE, "the beam was deleted",
+		    jv_object_set(jv_object(), jv_string("tombstone"), tomb));
+		tomb = jv_invalid();
+		goto out;
+	}
+	bind_text(s->q[Q_REF], 1, path, PATH_LEN);
+	bind_text(s->q[Q_REF], 2, space, strlen(space));
+	if (run(s, s->q[Q_REF]) != 0) {
+		rc = -1;
+		goto out;
+	}
+	bus_request(out, "log.append", r,
+	    jv_object_set(jv_object(), jv_string("event"), ref));
+	ref = jv_invalid();
+	goto out;
+bad:
+	bus_error(out, r, v.e, v.why);
+out:
+	jv_free(ref);
+	jv_free(beam);
+	jv_free(tomb);
+	return rc;
+}
+
+static int
+bus_beam_get(struct store *s, struct buf *out, struct bus_req *r)
+{
+	const char *path = cstr(r->params, "beam");
+	char id[HASH_ID_LEN + 1];
+	jv v = jv_invalid();
+	int rc;
+
+	if (!path_ok(path)) {
+		bus_error(out, r, E_PARAMS, "beam is not a beam path");
+		return 0;
+	}
+	if ((rc = lookup(s, Q_TOMB, path)) < 0)
+		return -1;
+	if (rc > 0) {
+		if (!jv_is_valid(v = body_parse(s, path)))
+			goto internal;
+		bus_error_data(out, r, E_GONE, "the beam was deleted",
+		    jv_object_set(jv_object(), jv_string("tombstone"), v));
+		return 0;
+	}
+	if ((rc = lookup(s, Q_BEAM, path)) < 0)
+		return -1;
+	if (rc == 0) {
+		bus_error(out, r, E_NOT_FOUND, "no such beam on this node");
+		return 0;
+	}
+	hash_id(s->body.p, s->body.len, id);
+	if (memcmp(id, path + PATH_ID, HASH_ID_LEN) != 0) {
+		warn("%s: %s: stored beam does not hash to its path", s->path,
+		    path);
+		goto internal;
+	}
+	if (!jv_is_valid(v = body_parse(s, path)))
+		goto internal;
+	bus_result(out, r, jv_object_set(jv_object(), jv_string("beam"), v));
+	return 0;
+internal:
+	jv_free(v);
+	bus_error(out, r, E_INTERNAL, "stored beam is damaged");
+	return 0;
+}
+
+static int
+bus_beam_delete(struct store *s, struct buf *out, struct bus_req *r)
+{
+	jv t = jsonl_get(r->params, "event");
+	jv res = jv_invalid(), sent = jv_invalid(), spaces;
+	struct verdict v;
+	int rc = 0;
+
+	if (jv_get_kind(t) != JV_KIND_OBJECT) {
+		bus_error(out, r, E_PARAMS, "params need an event object");
+		goto out;
+	}
+	switch (beam_bury(s, t, &res, &sent, &v)) {
+	case -1:
+		bus_error(out, r, v.e, v.why);
+		goto out;
+	case -2:
+		rc = -1;
+		goto out;
+	}
+	spaces = jsonl_get(res, "spaces");
+	bus_result(out, r, res);
+	res = jv_invalid();
+	jv_array_foreach(spaces, i, sp) {
+		jv p = jv_object_set(jv_object(), jv_string("event"),
+		    jv_copy(sent));
+		bus_request(out, "log.append", NULL,
+		    jv_object_set(p, jv_string("space"), sp));
+	}
+	jv_free(spaces);
+out:
+	jv_free(t);
+	jv_free(res);
+	jv_free(sent);
+	return rc;
+}
+
+/* Write n bytes to stdout, dying on failure. */
+static void
+put_out(const char *p, size_t n)
+{
+	if (n > 0 && fwrite(p, 1, n, stdout) != n)
+		die("stdout:");
+}
+
+/* buf_add that takes an empty range from a buffer never written. */
+static void
+add(struct buf *b, const char *p, size_t n)
+{
+	if (n > 0)
+		buf_add(b, p, n);
+}
+
+/*
+ * The ring stage.  A batch is every line already waiting (at most batch):
+ * owned requests are handled inside one transaction begun at the first of
+ * them, other lines are copied; after the commit the whole batch's output
+ * leaves in input order.  If the batch fails, its requests are answered
+ * internal instead and their effects rolled back.
+ */
+static int
+run_bus(struct store *s, size_t batch)
+{
+	struct item *items = xcalloc(batch, sizeof(*items));
+	struct buf out = BUF_INIT, redo = BUF_INIT;
+	struct jsonin in;
+	unsigned long lineno;
+	const char *why;
+	size_t lines, n, len;
+	char *p;
+	int r = JSONIN_VALUE;
+
+	jsonin_init(&in, STDIN_FILENO, VALUE_MAX);
+	while (r != JSONIN_EOF) {
+		int began = 0, failed = 0;
+
+		buf_reset(&out);
+		n = 0;
+		for (lines = 0; lines < batch &&
+		    (lines == 0 || !jsonin_would_block(&in)); lines++) {
+			int (*handle)(struct store *, struct buf *,
+			    struct bus_req *);
+			struct bus_req req;
+			struct item *it;
+
+			r = jsonin_next(&in, &p, &len, &lineno, &why);
+			if (r == JSONIN_EOF)
+				break;
+			if (r == JSONIN_ERROR)
+				die("stdin:");
+			if (r == JSONIN_BAD) {
+				warn("line %lu: %s", lineno, why);
+				continue;
+			}
+			if (bus_is(p, len, "space.beam"))
+				handle = bus_space_beam;
+			else if (bus_is(p, len, "beam.get"))
+				handle = bus_beam_get;
+			else if (bus_is(p, len, "beam.delete"))
+				handle = bus_beam_delete;
+			else {
+				buf_add(&out, p, len);
+				buf_addc(&out, '\n');
+				continue;
+			}
+			if (bus_parse(p, len, &req) != 0) {
+				warn("line %lu: not a valid request", lineno);
+				continue;
+			}
+			if (!began && !failed) {
+				if (db_begin(s->db) == 0)
+					began = 1;
+				else {
+					dberr(s);
+					failed = 1;
+				}
+			}
+			it = &items[n++];
+			it->off = out.len;
+			it->conn = req.conn;
+			it->id = jv_copy(req.id);
+			if (!failed && handle(s, &out, &req) != 0)
+				failed = 1;
+			it->len = out.len - it->off;
+			bus_req_free(&req);
+		}
+		if (began && !failed && db_commit(s->db) != 0) {
+			dberr(s);
+			failed = 1;
+		}
+		if (failed) {
+			size_t at = 0;
+
+			if (began && db_rollback(s->db) != 0)
+				dberr(s);
+			buf_reset(&redo);
+			for (size_t i = 0; i < n; i++) {
+				struct bus_req stub = {
+					.line = jv_invalid(), .conn = items[i].conn,
+					.id = items[i].id, .params = jv_invalid(),
+				};
+				add(&redo, out.p + at, items[i].off - at);
+				bus_error(&redo, &stub, E_INTERNAL,
+				    "the beam store failed; retry later");
+				at = items[i].off + items[i].len;
+			}
+			add(&redo, out.p + at, out.len - at);
+			put_out(redo.p, redo.len);
+		} else
+			put_out(out.p, out.len);
+		for (size_t i = 0; i < n; i++) {
+			jv_free(items[i].id);
+			items[i].id = jv_invalid();
+		}
+		if ((r == JSONIN_EOF || jsonin_would_block(&in)) &&
+		    jsonl_flush() != 0)
+			die("stdout:");
+	}
+	jsonin_free(&in);
+	buf_free(&out);
+	buf_free(&redo);
+	free(items);
+	return 0;
+}
+
+/* Standalone put / delete: one value from stdin.  Appends the output line
+ * to out; 0, -1 when refused (reported), -2 on a database error. */
+static int
+cmd_put(struct store *s, struct buf *out, jv v, unsigned long lineno)
+{
+	struct verdict vd;
+	char path[PATH_LEN + 1];
+	jv tomb;
+
+	if (beam_check(s, v, 1, path, &vd) != 0) {
+		warn("line %lu: %s", lineno, vd.why);
+		return -1;
+	}
+	if (beam_put(s, v, path, &tomb) != 0)
+		return -2;
+	if (jv_is_valid(tomb)) {
+		jv_free(tomb);
+		warn("line %lu: %s: deleted", lineno, path);
+		return -1;
+	}
+	buf_addf(out, "{\"beam\":\"%s\"}\n", path);
+	return 0;
+}
+
+static int
+cmd_delete(struct store *s, struct buf *out, jv v, unsigned long lineno)
+{
+	struct verdict vd;
+	const char *why;
+	jv res, sent;
+
+	if (event_verify(v, &s->scratch, &why) != 0) {
+		warn("line %lu: %s", lineno, why);
+		return -1;
+	}
+	switch (beam_bury(s, v, &res, &sent, &vd)) {
+	case -1:
+		warn("line %lu: %s", lineno, vd.why);
+		return -1;
+	case -2:
+		return -2;
+	}
+	jv_free(sent);
+	if (canon_dump(res, NULL, out) != 0)
+		die("cannot serialize a result");
+	buf_addc(out, '\n');
+	jv_free(res);
+	return 0;
+}
+
+static int
+run_stdin(struct store *s, size_t batch,
+    int (*handle)(struct store *, struct buf *, jv, unsigned long))
+{
+	struct buf out = BUF_INIT;
+	struct jsonin in;
+	unsigned long lineno, refused = 0;
+	const char *why;
+	size_t n, len;
+	char *p;
+	int r = 0;
+
+	jsonin_init(&in, STDIN_FILENO, VALUE_MAX);
+	while (r != JSONIN_EOF) {
+		int began = 0;
+
+		buf_reset(&out);
+		for (n = 0; n < batch && (n == 0 || !jsonin_would_block(&in));
+		    n++) {
+			r = jsonin_next(&in, &p, &len, &lineno, &why);
+			if (r == JSONIN_EOF)
+				break;
+			if (r == JSONIN_ERROR)
+				die("stdin:");
+			if (r == JSONIN_BAD) {
+				warn("line %lu: %s", lineno, why);
+				refused++;
+				continue;
+			}
+			jv v = canon_parse(p, len);
+			if (!jv_is_valid(v)) {
+				jv msg = jv_invalid_get_msg(v);
+				warn("line %lu: %s", lineno,
+				    jv_get_kind(msg) == JV_KIND_STRING ?
+				    jv_string_value(msg) : "invalid JSON");
+				jv_free(msg);
+				refused++;
+				continue;
+			}
+			if (jv_get_kind(v) != JV_KIND_OBJECT) {
+				warn("line %lu: not a JSON object", lineno);
+				jv_free(v);
+				refused++;
+				continue;
+			}
+			if (!began) {
+				if (db_begin(s->db) != 0)
+					die("%s: %s", s->path,
+					    sqlite3_errmsg(s->db));
+				began = 1;
+			}
+			int rc = handle(s, &out, v, lineno);
+			jv_free(v);
+			if (rc == -2)
+				die("%s: cannot store", s->path);
+			if (rc != 0)
+				refused++;
+		}
+		if (began && db_commit(s->db) != 0)
+			die("%s: commit: %s", s->path, sqlite3_errmsg(s->db));
+		put_out(out.p, out.len);
+		if (jsonl_flush() != 0)
+			die("stdout:");
+	}
+	jsonin_free(&in);
+	buf_free(&out);
+	return refused ? 1 : 0;
+}
+
+static int
+cmd_get(struct store *s, char **paths, int n)
+{
+	char id[HASH_ID_LEN + 1];
+	int refused = 0, rc;
+
+	for (int i = 0; i < n; i++) {
+		const char *path = paths[i];
+
+		if (!path_ok(path)) {
+			warn("%.100s: not a beam path", path);
+			refused = 1;
+			continue;
+		}
+		if ((rc = lookup(s, Q_TOMB, path)) < 0)
+			exit(2);
+		if (rc > 0) {
+			/* the tombstone is the answer, but not a beam */
+			buf_reset(&s->canon);
+			buf_adds(&s->canon, "{\"tombstone\":");
+			buf_add(&s->canon, s->body.p, s->body.len);
+			buf_addc(&s->canon, '}');
+			if (jsonl_write(s->canon.p, s->canon.len) != 0)
+				die("stdout:");
+			warn("%s: deleted", path);
+			refused = 1;
+			continue;
+		}
+		if ((rc = lookup(s, Q_BEAM, path)) < 0)
+			exit(2);
+		if (rc == 0) {
+			warn("%s: not found", path);
+			refused = 1;
+			continue;
+		}
+		hash_id(s->body.p, s->body.len, id);
+		if (memcmp(id, path + PATH_ID, HASH_ID_LEN) != 0) {
+			warn("%s: stored beam does not hash to its path", path);
+			refused = 1;
+			continue;
+		}
+		if (jsonl_write(s->body.p, s->body.len) != 0)
+			die("stdout:");
+	}
+	if (jsonl_flush() != 0)
+		die("stdout:");
+	return refused;
+}
+
+static int
+cmd_list(struct store *s)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if (db_prepare(s->db, &st, "SELECT path, author, ts, "
+	    "length(CAST(body AS BLOB)) FROM beams ORDER BY ts, path") != 0)
+		die("%s: %s", s->path, sqlite3_errmsg(s->db));
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		jv o = jv_object();
+
+		o = jv_object_set(o, jv_string("beam"), jv_string_sized(
+		    (const char *)sqlite3_column_text(st, 0),
+		    sqlite3_column_bytes(st, 0)));
+		o = jv_object_set(o, jv_string("author"), jv_string_sized(
+		    (const char *)sqlite3_column_text(st, 1),
+		    sqlite3_column_bytes(st, 1)));
+		o = jv_object_set(o, jv_string("ts"),
+		    jv_number((double)sqlite3_column_int64(st, 2)));
+		o = jv_object_set(o, jv_string("size"),
+		    jv_number((double)sqlite3_column_int64(st, 3)));
+		if (jsonl_emit(o) != 0)
+			die("stdout:");
+	}
+	if (rc != SQLITE_DONE)
+		die("%s: %s", s->path, sqlite3_errmsg(s->db));
+	sqlite3_finalize(st);
+	if (jsonl_flush() != 0)
+		die("stdout:");
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "db", required_argument, NULL, 'd' },
+		{ "bus", no_argument, NULL, 'b' },
+		{ "node", required_argument, NULL, 'n' },
+		{ "address", required_argument, NULL, 'a' },
+		{ "sync", required_argument, NULL, 's' },
+		{ "batch", required_argument, NULL, 'B' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct store s;
+	unsigned char pk[32];
+	const char *cmd = NULL, *why;
+	int c, bus = 0, sync_full = 1, rc;
+	unsigned long batch = BATCH_DEFAULT;
+	char *end;
+
+	prog = PROG;
+	memset(&s, 0, sizeof(s));
+	while ((c = getopt_long(argc, argv, "d:n:a:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'd':
+			s.path = optarg;
+			break;
+		case 'b':
+			bus = 1;
+			break;
+		case 'n':
+			s.node = optarg;
+			break;
+		case 'a':
+			s.address = optarg;
+			break;
+		case 's':
+			if (strcmp(optarg, "full") == 0)
+				sync_full = 1;
+			else if (strcmp(optarg, "normal") == 0)
+				sync_full = 0;
+			else {
+				warn("--sync: full or normal, not %.40s", optarg);
+				usage(2);
+			}
+			break;
+		case 'B':
+			batch = strtoul(optarg, &end, 10);
+			if (*optarg == '\0' || *end != '\0' || batch < 1 ||
+			    batch > BATCH_LIMIT) {
+				warn("--batch: not a number from 1 to %d: %.40s",
+				    BATCH_LIMIT, optarg);
+				usage(2);
+			}
+			break;
+		case 'h':
+			usage(0);
+			break;
+		case 'V':
+			puts(PROG " " NS_VERSION);
+			return 0;
+		default:
+			usage(2);
+		}
+	}
+	if (!s.path) {
+		warn("-d DBFILE is required");
+		usage(2);
+	}
+	if (bus) {
+		if (optind != argc || !s.node || !s.address || !*s.address) {
+			warn("--bus needs -n NODE_DID and -a ADDRESS, and no command");
+			usage(2);
+		}
+		if (didkey_decode(s.node, pk, &why) != 0) {
+			warn("-n: %.80s: %s", s.node, why);
+			usage(2);
+		}
+	} else {
+		if (optind == argc)
+			usage(2);
+		cmd = argv[optind++];
+		if (s.node || s.address) {
+			warn("-n and -a go with --bus");
+			usage(2);
+		}
+		if (strcmp(cmd, "get") == 0 ? optind == argc :
+		    (strcmp(cmd, "put") != 0 && strcmp(cmd, "delete") != 0 &&
+		    strcmp(cmd, "list") != 0) || optind != argc)
+			usage(2);
+	}
+	if (sodium_init() < 0)
+		die("libsodium failed to initialize");
+	store_open(&s, bus || strcmp(cmd, "put") == 0 ||
+	    strcmp(cmd, "delete") == 0, sync_full);
+
+	if (bus)
+		rc = run_bus(&s, batch);
+	else if (strcmp(cmd, "put") == 0)
+		rc = run_stdin(&s, batch, cmd_put);
+	else if (strcmp(cmd, "delete") == 0)
+		rc = run_stdin(&s, batch, cmd_delete);
+	else if (strcmp(cmd, "get") == 0)
+		rc = cmd_get(&s, argv + optind, argc - optind);
+	else
+		rc = cmd_list(&s);
+	store_close(&s);
+	return rc;
+}
