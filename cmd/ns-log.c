@@ -43,6 +43,7 @@
 #define SKEW_MS (5 * 60 * 1000)
 #define PAGE_DEFAULT 100
 #define PAGE_MAX 1000
+#define PAGE_BYTES (512 * 1024)  /* a page stops growing past this */
 #define CACHE_BUCKETS 1024
 #define CACHE_MAX 4096          /* spaces kept in memory between batches */
 
@@ -1213,7 +1214,7 @@ handle_history(struct log *L, const struct bus_req *r, struct buf *out)
 {
 	struct space *sp = read_space(L, r, 1, out);
 	int64_t after = 0, limit = PAGE_DEFAULT, last = 0;
-	size_t mark;
+	size_t mark, start;
 	int rc, n = 0;
 
 	if (!sp)
@@ -1232,8 +1233,15 @@ handle_history(struct log *L, const struct bus_req *r, struct buf *out)
 		return;
 	/* envelopes are stored canonical: they go out without a parse */
 	buf_adds(out, "{\"envelopes\":[");
+	start = out->len;
 	for (rc = q(L, S_ENV_RANGE, "tii", sp->id, after, limit); rc == 1;
 	    rc = step(L, S_ENV_RANGE)) {
+		/* keep a page well inside a client's message limit; the
+		 * caller pages on with "next" */
+		if (out->len - start > PAGE_BYTES) {
+			sqlite3_reset(L->st[S_ENV_RANGE]);
+			break;
+		}
 		if (n++)
 			buf_addc(out, ',');
 		last = sqlite3_column_int64(L->st[S_ENV_RANGE], 0);
