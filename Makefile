@@ -2,7 +2,7 @@
 # make install PREFIX=...
 include config.mk
 
-PROGS   = ns-keygen ns-sign ns-verify
+PROGS   = ns-keygen ns-sign ns-verify ns-serve ns-beam ns-client ns-log
 SCRIPTS = ns-node
 BIN     = $(PROGS:%=bin/%)
 COMMON_SRC = $(wildcard common/*.c)
@@ -45,7 +45,7 @@ deps:
 	@sh share/setup/deps.sh
 
 # The whole bats suite; the last line is "N passed, N failed".
-check: deps
+check: deps testhelpers
 	@$(MAKE) --no-print-directory all
 	@NS_BIN=$(CURDIR)/$(BINDIR_B) sh t/helpers/run-tests.sh $(TESTS)
 
@@ -56,6 +56,12 @@ run: deps
 	@$(MAKE) --no-print-directory all
 	@[ -e "$(NS_HOME)/node.key" ] || sh share/ns-node init "$(NS_HOME)"
 	@exec sh share/ns-node run "$(NS_HOME)"
+
+# The tests' own WebSocket client (not installed).
+testhelpers: t/helpers/wsc
+
+t/helpers/wsc: t/helpers/wsc.c $(LIB) $(COMMON_HDR)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ t/helpers/wsc.c $(LIB) $(LDLIBS)
 
 bench: deps all
 	@NS_BIN=$(CURDIR)/$(BINDIR_B) sh share/bench/run.sh

@@ -1,0 +1,657 @@
+#!/usr/bin/env bats
+# ns-serve: login, the JSON-RPC to bus mapping, lines from the bus, limits,
+# dialing another node, shutdown.  Clients are t/helpers/wsc.
+
+load helpers/common
+bats_require_minimum_version 1.5.0
+
+WSC="$BATS_TEST_DIRNAME/helpers/wsc"
+
+setup_file() {
+	if [ ! -x "$WSC" ] || [ "$WSC.c" -nt "$WSC" ]; then
+		make -s -C "$BATS_TEST_DIRNAME/.." testhelpers >&2
+	fi
+}
+
+setup() {
+	cd "$BATS_TEST_TMPDIR" || return 1
+	NODE_KEY=$(fixture_key node)
+	ALICE_KEY=$(fixture_key alice)
+	BOB_KEY=$(fixture_key bob)
+	CAROL_KEY=$(fixture_key carol)
+	NODE_DID=$(jq -r .did "$NODE_KEY")
+	ALICE_DID=$(jq -r .did "$ALICE_KEY")
+	CAROL_DID=$(jq -r .did "$CAROL_KEY")
+	PIDS=()
+}
+
+teardown() {
+	local p
+	exec 5>&- 6>&- 7>&- 8<&- 2>/dev/null || true
+	for p in "${PIDS[@]}"; do
+		kill "$p" 2>/dev/null || true
+	done
+	for p in "${PIDS[@]}"; do
+		wait "$p" 2>/dev/null || true
+	done
+	# a sanitizer build reports leaks and errors at exit, on stderr
+	if grep -l 'Sanitizer\|runtime error' ./*.err 2>/dev/null; then
+		cat ./*.err >&2
+		return 1
+	fi
+}
+
+# wait_until SECONDS CMD...: run CMD every 0.1 s until it succeeds.
+wait_until() {
+	local n=$(($1 * 10))
+	shift
+	while [ "$n" -gt 0 ]; do
+		"$@" && return 0
+		sleep 0.1
+		n=$((n - 1))
+	done
+	echo "wait_until timed out: $*" >&2
+	return 1
+}
+
+# has_line FILE FILTER: some JSON line of FILE satisfies the jq FILTER.
+has_line() {
+	[ -f "$1" ] && jq -c "select($2)" "$1" 2>/dev/null | grep -q .
+}
+
+# count_lines FILE FILTER: how many JSON lines of FILE satisfy FILTER.
+count_lines() {
+	jq -c "select($2)" "$1" | wc -l
+}
+
+# start_serve NAME [OPTION...]: an ns-serve reading NAME.in (a fifo held
+# open on fd 5, or 6 for a second server), writing NAME.out and NAME.err;
+# sets PORT (and NAME_PORT) and SERVE_PID.
+start_serve() {
+	local name=$1 key=$NODE_KEY
+	shift
+	if [ "${1-}" = --key ]; then
+		key=$2
+		shift 2
+	fi
+	mkfifo "$name.in"
+	ns-serve -k "$key" -l 127.0.0.1:0 --port-file "$name.port" --first-id 1 "$@" \
+	    <"$name.in" >"$name.out" 2>"$name.err" 3>&- 5>&- 6>&- &
+	SERVE_PID=$!
+	PIDS+=("$SERVE_PID")
+	if [ "$name" = b ]; then
+		exec 6>"$name.in"
+	else
+		exec 5>"$name.in"
+	fi
+	wait_until 10 test -s "$name.port"
+	PORT=$(cat "$name.port")
+	printf -v "${name}_PORT" '%s' "$PORT"
+}
+
+# exits PID: wait (at most 10 s) for the server PID to end; its status must
+# be 0.
+exits_0() {
+	wait_until 10 gone "$1"
+	wait "$1"
+}
+
+gone() {
+	! kill -0 "$1" 2>/dev/null
+}
+
+# bus LINE...: write lines to the server's stdin.
+bus() {
+	printf '%s\n' "$@" >&5
+}
+
+# client NAME [WSC OPTION...]: a background wsc writing NAME.out, stdin
+# from /dev/null.  Neither it nor a server may hold the bus fifos open, or
+# a server would never see EOF.
+client() {
+	local name=$1
+	shift
+	"$WSC" -p "$PORT" "$@" </dev/null >"$name.out" 2>"$name.err" 3>&- 5>&- 6>&- &
+	PIDS+=("$!")
+}
+
+@test "ns-serve: --help prints the usage on stdout and exits 0" {
+	run -0 --separate-stderr ns-serve --help
+	assert_match '^usage: ns-serve -k NODEKEY'
+	[ -z "$stderr" ]
+	run -0 ns-serve --version
+	[ "$output" = "ns-serve 0.1.0" ]
+}
+
+@test "ns-serve: bad usage exits 2" {
+	run -2 --separate-stderr ns-serve
+	assert_match 'NODEKEY is required' "$stderr"
+	run -2 --separate-stderr ns-serve -k "$NODE_KEY" --max-conn 0
+	assert_match 'max-conn' "$stderr"
+	run -2 --separate-stderr ns-serve -k "$NODE_KEY" -l nocolon
+	run -2 --separate-stderr ns-serve -k "$NODE_KEY" -l 127.0.0.1:99999
+	run -2 --separate-stderr ns-serve -k "$NODE_KEY" -l node.example:7700 </dev/null
+	assert_match 'listen node.example:7700: not a numeric address' "$stderr"
+	run -2 --separate-stderr ns-serve -k "$NODE_KEY" --bogus
+	run -2 --separate-stderr ns-serve -k "$NODE_KEY" extra
+}
+
+@test "ns-serve: an unreadable key exits 2" {
+	run -2 --separate-stderr ns-serve -k nonexistent.key </dev/null
+	assert_match '^ns-serve: .*nonexistent.key' "$stderr"
+	chmod 644 "$NODE_KEY"
+	run -2 --separate-stderr ns-serve -k "$NODE_KEY" </dev/null
+}
+
+@test "ns-serve: a port in use exits 2 naming the address" {
+	start_serve a
+	run -2 --separate-stderr ns-serve -k "$NODE_KEY" -l "127.0.0.1:$PORT" </dev/null
+	[ "$stderr" = "ns-serve: listen 127.0.0.1:$PORT: Address already in use" ]
+}
+
+@test "ns-serve: says where it listens on stderr" {
+	start_serve a
+	wait_until 5 grep -q "^ns-serve: listening on 127.0.0.1:$PORT\$" a.err
+}
+
+@test "ns-serve: the challenge is signed by the node and names it" {
+	start_serve a
+	run -0 "$WSC" -p "$PORT" --count 1 </dev/null
+	assert_jq '.jsonrpc == "2.0" and .method == "auth.challenge" and (has("id") | not)'
+	assert_jq '.params | keys == ["address","node","nonce","sig","ts","type"]'
+	assert_jq ".params.type == \"auth.challenge\" and .params.node == \"$NODE_DID\""
+	assert_jq ".params.address == \"127.0.0.1:$PORT\""
+	assert_jq '.params.nonce | test("^[A-Za-z0-9_-]{43}$")'
+	assert_jq '.params.ts | type == "number"'
+	local first=$output
+	jq -c .params <<<"$first" | ns-verify -q
+	# each connection gets its own nonce
+	run -0 "$WSC" -p "$PORT" --count 1 </dev/null
+	[ "$(jq -r .params.nonce <<<"$output")" != "$(jq -r .params.nonce <<<"$first")" ]
+}
+
+@test "ns-serve: -a sets the address in the challenge" {
+	start_serve a -a node.example:7700
+	run -0 "$WSC" -p "$PORT" --count 1 </dev/null
+	assert_jq '.params.address == "node.example:7700"'
+}
+
+@test "ns-serve: login answers did, role, node and puts conn.open on the bus" {
+	start_serve a
+	run -0 "$WSC" -p "$PORT" -k "$ALICE_KEY" --count 2 </dev/null
+	[ "${#lines[@]}" -eq 2 ]
+	assert_jq "select(.id == \"login\") | .result == {did: \"$ALICE_DID\", role: \"client\", node: \"$NODE_DID\"}" "${lines[1]}"
+	wait_until 5 has_line a.out ".m == \"conn.open\" and .c == 1 and .did == \"$ALICE_DID\" and .role == \"client\""
+	assert_match '^\{"m":"conn.open","c":1,"did":"[^"]+","role":"client"\}$' "$(head -n 1 a.out)"
+	wait_until 5 has_line a.out '. == {m: "conn.close", c: 1}'
+}
+
+# login_fails WSC-OPTION... : the login is refused with unauthenticated,
+# and a fresh challenge follows.
+login_fails() {
+	local opened
+	opened=$(grep -c conn.open a.out || true)
+	run -0 "$WSC" -p "$PORT" -k "$ALICE_KEY" --count 3 "$@" </dev/null
+	[ "${#lines[@]}" -eq 3 ]
+	assert_jq '.id == "login" and .error.code == -32001 and .error.data.reason == "unauthenticated"' "${lines[1]}"
+	assert_jq '.method == "auth.challenge"' "${lines[2]}"
+	[ "$(jq -r .params.nonce <<<"${lines[0]}")" != "$(jq -r .params.nonce <<<"${lines[2]}")" ]
+	[ "$(grep -c conn.open a.out || true)" -eq "$opened" ]
+}
+
+@test "ns-serve: login with a wrong nonce is unauthenticated" {
+	start_serve a
+	login_fails --nonce AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA
+	assert_jq '.error.message | test("nonce")' "${lines[1]}"
+}
+
+@test "ns-serve: login naming another node is unauthenticated" {
+	start_serve a
+	login_fails --node "$CAROL_DID"
+	assert_jq '.error.message | test("node")' "${lines[1]}"
+}
+
+@test "ns-serve: login naming another address is unauthenticated" {
+	start_serve a
+	login_fails --address 127.0.0.1:1
+	assert_jq '.error.message | test("address")' "${lines[1]}"
+}
+
+@test "ns-serve: login with a bad signature is unauthenticated" {
+	start_serve a
+	login_fails --bad-sig
+	assert_jq '.error.message | test("signature")' "${lines[1]}"
+}
+
+@test "ns-serve: login with a stale or future ts is unauthenticated" {
+	start_serve a
+	local now
+	now=$(($(date +%s) * 1000))
+	login_fails --ts $((now - 330000))
+	assert_jq '.error.message | test("ts")' "${lines[1]}"
+	login_fails --ts $((now + 330000))
+	assert_jq '.error.message | test("ts")' "${lines[1]}"
+}
+
+@test "ns-serve: the login ts may be 5 minutes off the clock, not more" {
+	export NS_NOW=1767225600000
+	start_serve a
+	run -0 "$WSC" -p "$PORT" --count 1 </dev/null
+	assert_jq ".params.ts == $NS_NOW"
+	run -0 "$WSC" -p "$PORT" -k "$ALICE_KEY" --count 2 --ts $((NS_NOW + 300000)) </dev/null
+	assert_jq '.result.role == "client"' "${lines[1]}"
+	run -0 "$WSC" -p "$PORT" -k "$ALICE_KEY" --count 2 --ts $((NS_NOW - 300000)) </dev/null
+	assert_jq '.result.role == "client"' "${lines[1]}"
+	login_fails --ts $((NS_NOW + 300001))
+	login_fails --ts $((NS_NOW - 300001))
+}
+
+@test "ns-serve: login with another role is unauthenticated" {
+	start_serve a
+	login_fails --role admin
+	assert_jq '.error.message | test("role")' "${lines[1]}"
+}
+
+@test "ns-serve: a login replayed on another connection is unauthenticated" {
+	start_serve a
+	run -0 "$WSC" -p "$PORT" -k "$ALICE_KEY" --count 2 --print-login login.json </dev/null
+	assert_jq '.result.did' "${lines[1]}"
+	run -0 "$WSC" -p "$PORT" --count 2 <login.json
+	assert_jq '.error.data.reason == "unauthenticated" and .id == "login"' "${lines[1]}"
+	[ "$(count_lines a.out '.m == "conn.open"')" -eq 1 ]
+}
+
+@test "ns-serve: a second login after a good one is an invalid request" {
+	start_serve a
+	# after a success a second login is an invalid request
+	run -0 "$WSC" -p "$PORT" -k "$ALICE_KEY" --count 3 <<<'{"jsonrpc":"2.0","id":2,"method":"auth.login","params":{}}'
+	assert_jq '.result.role == "client"' "${lines[1]}"
+	assert_jq '.id == 2 and .error.data.reason == "invalid_request"' "${lines[2]}"
+}
+
+@test "ns-serve: the third failed login closes the connection with 1008" {
+	start_serve a
+	run -0 "$WSC" -p "$PORT" -k "$ALICE_KEY" --nonce x --count 9 <<'EOF'
+{"jsonrpc":"2.0","id":2,"method":"auth.login","params":{"type":"auth.login"}}
+{"jsonrpc":"2.0","id":3,"method":"auth.login","params":[]}
+EOF
+	[ "${#lines[@]}" -eq 7 ]
+	assert_jq '.id == 2 and .error.data.reason == "unauthenticated"' "${lines[3]}"
+	assert_jq '.id == 3 and .error.data.reason == "unauthenticated"' "${lines[5]}"
+	assert_jq '.wsc == "close" and .code == 1008' "${lines[6]}"
+}
+
+@test "ns-serve: before login every method is unauthenticated" {
+	start_serve a
+	run -0 "$WSC" -p "$PORT" --count 2 <<<'{"jsonrpc":"2.0","id":1,"method":"space.info","params":{"space":"x"}}'
+	assert_jq '.id == 1 and .error.code == -32001 and .error.data.reason == "unauthenticated"' "${lines[1]}"
+	! grep -q space.info a.out
+}
+
+@test "ns-serve: a connection that does not log in is closed with 1008" {
+	start_serve a --login-timeout 1
+	run -0 "$WSC" -p "$PORT" --count 5 --timeout 5 </dev/null
+	[ "${#lines[@]}" -eq 2 ]
+	assert_jq '.wsc == "close" and .code == 1008' "${lines[1]}"
+}
+
+@test "ns-serve: a logged-in connection outlives the login timeout" {
+	start_serve a --login-timeout 1
+	client c1 -k "$ALICE_KEY" --count 3 --timeout 10
+	wait_until 5 has_line a.out '.m == "conn.open"'
+	sleep 1.5
+	bus '{"to":1,"msg":{"still":"here"}}'
+	wait_until 5 has_line c1.out '.still == "here"'
+	! has_line c1.out '.wsc == "close"'
+}
+
+@test "ns-serve: a frame that is not JSON is a parse error and the connection stays" {
+	start_serve a
+	run -0 "$WSC" -p "$PORT" -k "$ALICE_KEY" --count 5 <<'EOF'
+not json
+{"a":1,"a":2}
+[{"jsonrpc":"2.0","id":1,"method":"space.info"}]
+{"jsonrpc":"2.0","id":4,"method":"space.info","params":{"space":"s"}}
+EOF
+	assert_jq '.id == null and .error.code == -32700 and .error.data.reason == "parse_error"' "${lines[2]}"
+	assert_jq '.error.message | length > 0' "${lines[2]}"
+	assert_jq '.id == null and .error.code == -32700' "${lines[3]}"
+	assert_jq '.id == null and .error.code == -32600 and .error.data.reason == "invalid_request"' "${lines[4]}"
+	wait_until 5 has_line a.out '.m == "space.info" and .id == 4'
+}
+
+@test "ns-serve: not JSON-RPC is an invalid request, with the id when it has one" {
+	start_serve a
+	run -0 "$WSC" -p "$PORT" -k "$ALICE_KEY" --count 6 <<'EOF'
+{"id":1,"method":"space.info"}
+{"jsonrpc":"2.0","id":"x","method":7}
+"just a string"
+{"jsonrpc":"2.0","id":{"o":1},"method":"space.info"}
+EOF
+	assert_jq '.id == 1 and .error.data.reason == "invalid_request"' "${lines[2]}"
+	assert_jq '.id == "x" and .error.data.reason == "invalid_request"' "${lines[3]}"
+	assert_jq '.id == null and .error.data.reason == "invalid_request"' "${lines[4]}"
+	assert_jq '.id == null and .error.data.reason == "invalid_request"' "${lines[5]}"
+}
+
+@test "ns-serve: unknown methods and node methods from clients are method_not_found" {
+	start_serve a
+	run -0 "$WSC" -p "$PORT" -k "$ALICE_KEY" --count 5 <<'EOF'
+{"jsonrpc":"2.0","id":1,"method":"log.append","params":{}}
+{"jsonrpc":"2.0","id":2,"method":"node.submit","params":{}}
+{"jsonrpc":"2.0","id":3,"method":"space.info","params":[1]}
+EOF
+	assert_jq '.id == 1 and .error.code == -32601 and .error.data.reason == "method_not_found"' "${lines[2]}"
+	assert_jq '.id == 2 and .error.code == -32601' "${lines[3]}"
+	assert_jq '.id == 3 and .error.code == -32602 and .error.data.reason == "invalid_params"' "${lines[4]}"
+	sleep 0.2
+	! grep -q 'log.append\|node.submit\|"id":3' a.out
+}
+
+@test "ns-serve: a request becomes one bus line: m, c, did, role, id, p" {
+	start_serve a
+	run -0 "$WSC" -p "$PORT" -k "$ALICE_KEY" --fragment 7 --nl '<NL>' <<'EOF'
+{"params":{"space":"channel/x/y","b":[1,2],"a":"é"},"method":"space.info","id":"r-1","jsonrpc":"2.0"}
+{"jsonrpc":"2.0","method":"unsubscribe"}
+{"jsonrpc":"2.0",<NL> "id": 9 , "method":"space.members"}<NL>
+EOF
+	wait_until 5 has_line a.out '.m == "space.members"'
+	local did=$ALICE_DID
+	grep -qxF "{\"m\":\"space.info\",\"c\":1,\"did\":\"$did\",\"role\":\"client\",\"id\":\"r-1\",\"p\":{\"a\":\"é\",\"b\":[1,2],\"space\":\"channel/x/y\"}}" a.out
+	grep -qxF "{\"m\":\"unsubscribe\",\"c\":1,\"did\":\"$did\",\"role\":\"client\",\"p\":{}}" a.out
+	grep -qxF "{\"m\":\"space.members\",\"c\":1,\"did\":\"$did\",\"role\":\"client\",\"id\":9,\"p\":{}}" a.out
+}
+
+@test "ns-serve: a node-role login may use node methods, and its responses reach the bus" {
+	start_serve a
+	run -0 "$WSC" -p "$PORT" -k "$CAROL_KEY" --role node <<'EOF'
+{"jsonrpc":"2.0","id":1,"method":"node.sync","params":{"space":"s","after":0}}
+{"jsonrpc":"2.0","id":5,"result":{"envelope":{}}}
+EOF
+	assert_jq '.result.role == "node"' "${lines[1]}"
+	wait_until 5 has_line a.out '.m == "rpc.response"'
+	has_line a.out ".m == \"node.sync\" and .role == \"node\" and .did == \"$CAROL_DID\" and .id == 1"
+	grep -qxF "{\"m\":\"rpc.response\",\"c\":1,\"did\":\"$CAROL_DID\",\"role\":\"node\",\"p\":{\"id\":5,\"jsonrpc\":\"2.0\",\"result\":{\"envelope\":{}}}}" a.out
+}
+
+@test "ns-serve: responses from clients are ignored" {
+	start_serve a
+	run -0 "$WSC" -p "$PORT" -k "$ALICE_KEY" <<'EOF'
+{"jsonrpc":"2.0","id":5,"result":{}}
+{"jsonrpc":"2.0","id":6,"method":"space.info","params":{}}
+EOF
+	wait_until 5 has_line a.out '.m == "space.info"'
+	! has_line a.out '.m == "rpc.response"'
+}
+
+@test "ns-serve: a to line is delivered as it is; lines for gone connections are dropped" {
+	start_serve a
+	client c1 -k "$ALICE_KEY" --count 3
+	wait_until 5 has_line a.out '.m == "conn.open"'
+	bus '{"to":99,"msg":{"x":1}}' '{"to":1,"msg":{"b":1,  "a":[2]}}'
+	wait_until 5 has_line c1.out '.b == 1'
+	grep -qxF '{"b":1,  "a":[2]}' c1.out
+}
+
+@test "ns-serve: pub reaches each subscriber once, and not after unsub" {
+	start_serve a
+	client c1 -k "$ALICE_KEY" --count 5
+	wait_until 5 has_line a.out '.m == "conn.open" and .c == 1'
+	client c2 -k "$BOB_KEY" --count 4
+	wait_until 5 has_line a.out '.m == "conn.open" and .c == 2'
+	client c3 -k "$CAROL_KEY" --count 3
+	wait_until 5 has_line a.out '.m == "conn.open" and .c == 3'
+	bus '{"sub":1,"space":"channel/k/one"}' '{"sub":1,"space":"channel/k/one"}' \
+	    '{"sub":2,"space":"channel/k/one"}' '{"sub":3,"space":"channel/k/two"}' \
+	    '{"pub":"channel/k/one","msg":{"n":1}}' \
+	    '{"unsub":2,"space":"channel/k/one"}' \
+	    '{"pub":"channel/k/one","msg":{"n":2}}' \
+	    '{"pub":"channel/k/none","msg":{"n":3}}' \
+	    '{"to":1,"msg":{"end":1}}' '{"to":2,"msg":{"end":2}}' '{"to":3,"msg":{"end":3}}'
+	wait_until 5 has_line c1.out '.end'
+	wait_until 5 has_line c2.out '.end'
+	wait_until 5 has_line c3.out '.end'
+	[ "$(count_lines c1.out '.n == 1')" -eq 1 ]
+	[ "$(count_lines c1.out '.n == 2')" -eq 1 ]
+	[ "$(count_lines c2.out '.n == 1')" -eq 1 ]
+	[ "$(count_lines c2.out '.n')" -eq 1 ]
+	[ "$(count_lines c3.out '.n')" -eq 0 ]
+}
+
+@test "ns-serve: connection ids start from the start time, so a restart never reuses one" {
+	mkfifo x.in
+	exec 7<>x.in
+	ns-serve -k "$NODE_KEY" -l 127.0.0.1:0 --port-file x.port <x.in >x.out 2>x.err 3>&- 5>&- 6>&- &
+	PIDS+=("$!")
+	wait_until 5 test -s x.port
+	t0=$(date +%s)
+	"$WSC" -p "$(cat x.port)" -k "$ALICE_KEY" --count 2 </dev/null >/dev/null
+	wait_until 5 has_line x.out '.m == "conn.open"'
+	c=$(jq -s 'map(select(.m == "conn.open"))[0].c' x.out)
+	[ "$c" -ge $(((t0 - 5) * 1000000)) ] && [ "$c" -le $(((t0 + 5) * 1000000)) ]
+	exec 7>&-
+}
+
+@test "ns-serve: a close line closes the connection with its code after what is queued" {
+	start_serve a
+	client c1 -k "$ALICE_KEY" --count 9
+	wait_until 5 has_line a.out '.m == "conn.open"'
+	bus '{"to":1,"msg":{"last":1}}' '{"close":1,"code":4001,"reason":"bye now"}'
+	wait_until 5 has_line c1.out '.wsc == "close"'
+	has_line c1.out '.last == 1'
+	has_line c1.out '.code == 4001 and .reason == "bye now"'
+	wait_until 5 has_line a.out '. == {m: "conn.close", c: 1}'
+}
+
+@test "ns-serve: a message over --max-msg is closed with 1009" {
+	start_serve a --max-msg 1024
+	run -0 "$WSC" -p "$PORT" --count 5 --big 2000 </dev/null
+	assert_jq '.wsc == "close" and .code == 1009' "${lines[1]}"
+	# in fragments too
+	run -0 "$WSC" -p "$PORT" --count 5 --big 2000 --fragment 100 </dev/null
+	assert_jq '.wsc == "close" and .code == 1009' "${lines[1]}"
+	# exactly at the limit is fine (and a string is invalid_request)
+	run -0 "$WSC" -p "$PORT" --count 2 --big 1024 --fragment 100 </dev/null
+	assert_jq '.error.data.reason == "invalid_request"' "${lines[1]}"
+}
+
+@test "ns-serve: a binary frame is closed with 1003" {
+	start_serve a
+	run -0 "$WSC" -p "$PORT" --count 5 --binary <<<'{"jsonrpc":"2.0","id":1,"method":"x"}'
+	assert_jq '.wsc == "close" and .code == 1003' "${lines[1]}"
+}
+
+@test "ns-serve: invalid UTF-8 is closed with 1007" {
+	start_serve a
+	run -0 "$WSC" -p "$PORT" --count 5 < <(printf '"\xff\xfe"\n')
+	assert_jq '.wsc == "close" and .code == 1007' "${lines[1]}"
+}
+
+@test "ns-serve: connections over --max-conn are closed with 1013" {
+	start_serve a --max-conn 2
+	client c1 --count 9
+	client c2 --count 9
+	wait_until 5 has_line c1.out '.method == "auth.challenge"'
+	wait_until 5 has_line c2.out '.method == "auth.challenge"'
+	run -0 "$WSC" -p "$PORT" --count 5 </dev/null
+	[ "${#lines[@]}" -eq 1 ]
+	assert_jq '.wsc == "close" and .code == 1013' "${lines[0]}"
+}
+
+@test "ns-serve: a reader too slow for --max-queue is closed" {
+	start_serve a --max-queue 65536
+	client slow -k "$ALICE_KEY" --stall --timeout 30
+	wait_until 5 has_line a.out '.m == "conn.open"'
+	bus '{"sub":1,"space":"s"}'
+	local blob i
+	blob=$(head -c 30000 /dev/zero | tr '\0' x)
+	for i in $(seq 600); do
+		printf '{"pub":"s","msg":{"n":%d,"pad":"%s"}}\n' "$i" "$blob"
+	done >&5
+	wait_until 15 has_line a.out '. == {m: "conn.close", c: 1}'
+	grep -q 'connection 1: over 65536 unsent bytes' a.err
+	# the server is still fine
+	run -0 "$WSC" -p "$PORT" -k "$BOB_KEY" --count 2 </dev/null
+	assert_jq '.result.role == "client"' "${lines[1]}"
+}
+
+@test "ns-serve: a request that came back round is answered method_not_found" {
+	start_serve a
+	client c1 -k "$ALICE_KEY" --count 3
+	wait_until 5 has_line a.out '.m == "conn.open"'
+	bus '{"m":"tick","now":1}' '{"m":"conn.open","c":1,"did":"x","role":"client"}' \
+	    "{\"m\":\"space.info\",\"c\":1,\"did\":\"$ALICE_DID\",\"role\":\"client\",\"p\":{}}" \
+	    "{\"m\":\"space.info\",\"c\":1,\"did\":\"$ALICE_DID\",\"role\":\"client\",\"id\":\"q\",\"p\":{}}"
+	wait_until 5 has_line c1.out '.id == "q"'
+	has_line c1.out '.id == "q" and .error.code == -32601 and (.error.message | test("no stage handled space.info"))'
+	[ "$(count_lines c1.out '.error')" -eq 1 ]
+	! grep -q 'unknown' a.err
+}
+
+@test "ns-serve: unknown bus lines are reported briefly and dropped" {
+	start_serve a
+	local junk
+	junk=$(head -c 500 /dev/zero | tr '\0' q)
+	bus "{\"what\":\"$junk\"}" 'not even json'
+	wait_until 5 grep -q 'not even json' a.err
+	grep 'unknown bus line' a.err | awk 'length > 140 { exit 1 }'
+	run -0 "$WSC" -p "$PORT" --count 1 </dev/null
+}
+
+@test "ns-serve: an over-long bus line is skipped, the next one works" {
+	start_serve a --max-msg 1024
+	client c1 -k "$ALICE_KEY" --count 3
+	wait_until 5 has_line a.out '.m == "conn.open"'
+	local blob
+	blob=$(head -c 20000 /dev/zero | tr '\0' x)
+	bus "{\"to\":1,\"msg\":{\"big\":\"$blob\"}}" '{"to":1,"msg":{"small":1}}'
+	wait_until 5 has_line c1.out '.small == 1'
+	! has_line c1.out '.big'
+	grep -q 'bus line over' a.err
+}
+
+ticks_at_least() {
+	[ "$(grep -c '"m":"tick"' a.out)" -ge "$1" ]
+}
+
+@test "ns-serve: ticks come every --tick ms" {
+	start_serve a --tick 100
+	wait_until 5 ticks_at_least 3
+	assert_jq '.now | type == "number"' "$(grep -m1 tick a.out)"
+	grep -qx '{"m":"tick","now":[0-9]*}' a.out
+}
+
+@test "ns-serve: 2000 connections come and go and the server still serves" {
+	start_serve a
+	client c1 -k "$ALICE_KEY" --count 3 --timeout 60
+	wait_until 5 has_line a.out '.m == "conn.open"'
+	run -0 "$WSC" -p "$PORT" --churn 1000 --timeout 60
+	local rss1 rss2
+	rss1=$(awk '/^VmRSS/ { print $2 }' "/proc/$SERVE_PID/status")
+	run -0 "$WSC" -p "$PORT" --churn 1000 --timeout 60
+	assert_jq '.n == 1000'
+	rss2=$(awk '/^VmRSS/ { print $2 }' "/proc/$SERVE_PID/status")
+	echo "rss $rss1 -> $rss2 kB" >&2
+	# (a sanitizer build keeps freed memory in quarantine)
+	if ! grep -qa __asan_init "$(command -v ns-serve)"; then
+		[ $((rss2 - rss1)) -lt 2048 ]
+	fi
+	bus '{"to":1,"msg":{"alive":1}}'
+	wait_until 5 has_line c1.out '.alive == 1'
+	run -0 "$WSC" -p "$PORT" -k "$BOB_KEY" --count 2 </dev/null
+	assert_jq '.result.role == "client"' "${lines[1]}"
+}
+
+@test "ns-serve: stdin EOF closes connections with 1001 and exits 0" {
+	start_serve a
+	client c1 -k "$ALICE_KEY" --count 9
+	wait_until 5 has_line a.out '.m == "conn.open"'
+	bus '{"to":1,"msg":{"before":"eof"}}'
+	exec 5>&-
+	exits_0 "$SERVE_PID"
+	wait_until 5 has_line c1.out '.wsc == "close"'
+	has_line c1.out '.before == "eof"'
+	has_line c1.out '.code == 1001'
+	has_line a.out '. == {m: "conn.close", c: 1}'
+}
+
+@test "ns-serve: SIGTERM closes connections with 1001 and exits 0" {
+	start_serve a
+	client c1 -k "$ALICE_KEY" --count 9
+	wait_until 5 has_line a.out '.m == "conn.open"'
+	kill -TERM "$SERVE_PID"
+	exits_0 "$SERVE_PID"
+	wait_until 5 has_line c1.out '.wsc == "close" and .code == 1001'
+}
+
+@test "ns-serve: dial logs in to another node; both sides see role node" {
+	start_serve b --key "$CAROL_KEY"
+	start_serve a
+	bus "{\"dial\":\"ws://127.0.0.1:$b_PORT/\",\"node\":\"$CAROL_DID\"}"
+	wait_until 10 has_line a.out '.m == "conn.open"'
+	has_line a.out ". == {m: \"conn.open\", c: 1, did: \"$CAROL_DID\", role: \"node\", url: \"ws://127.0.0.1:$b_PORT/\"}"
+	wait_until 5 has_line b.out ". == {m: \"conn.open\", c: 1, did: \"$NODE_DID\", role: \"node\"}"
+	# a request from a to b, and b's answer back as rpc.response
+	bus '{"to":1,"msg":{"jsonrpc":"2.0","id":5,"method":"node.head","params":{"space":"s"}}}'
+	wait_until 5 has_line b.out ".m == \"node.head\" and .did == \"$NODE_DID\" and .role == \"node\" and .id == 5"
+	printf '%s\n' '{"to":1,"msg":{"jsonrpc":"2.0","id":5,"result":{"ok":true}}}' >&6
+	wait_until 5 has_line a.out ".m == \"rpc.response\" and .did == \"$CAROL_DID\" and .p.result.ok"
+	# and b may call a over the same connection
+	printf '%s\n' '{"to":1,"msg":{"jsonrpc":"2.0","id":6,"method":"node.sync","params":{}}}' >&6
+	wait_until 5 has_line a.out ".m == \"node.sync\" and .c == 1 and .role == \"node\" and .did == \"$CAROL_DID\""
+}
+
+@test "ns-serve: dial to the wrong node or nowhere is conn.fail" {
+	start_serve b --key "$CAROL_KEY"
+	start_serve a
+	bus "{\"dial\":\"127.0.0.1:$b_PORT\",\"node\":\"$ALICE_DID\"}"
+	wait_until 10 has_line a.out ".m == \"conn.fail\" and .url == \"127.0.0.1:$b_PORT\""
+	has_line a.out '.m == "conn.fail" and (.reason | test("another node"))'
+	! has_line b.out '.m == "conn.open"'
+	exec 6>&-
+	exits_0 "${PIDS[0]}"
+	bus "{\"dial\":\"ws://127.0.0.1:$b_PORT/\"}" '{"dial":"ftp://x/"}' \
+	    '{"dial":"wss://127.0.0.1:1/"}'
+	wait_until 10 has_line a.out ".m == \"conn.fail\" and .url == \"ws://127.0.0.1:$b_PORT/\""
+	wait_until 10 has_line a.out '.m == "conn.fail" and .url == "ftp://x/"'
+	wait_until 10 has_line a.out '.m == "conn.fail" and .url == "wss://127.0.0.1:1/" and (.reason | test("--wss-dial"))'
+	! has_line a.out '.m == "conn.open"'
+}
+
+all_requests() {
+	[ "$(grep -c '"m":"space.info"' a.out)" -eq "$1" ]
+}
+
+@test "ns-serve: a stalled stdout pauses reading but not serving, and loses nothing" {
+	local n=12000 pad
+	mkfifo a.in a.outfifo
+	exec 7<>a.outfifo		# open, but nobody reads yet
+	ns-serve -k "$NODE_KEY" -l 127.0.0.1:0 --port-file a.port \
+	    <a.in >a.outfifo 2>a.err 3>&- 5>&- 6>&- 7>&- &
+	SERVE_PID=$!
+	PIDS+=("$SERVE_PID")
+	exec 5>a.in
+	wait_until 10 test -s a.port
+	PORT=$(cat a.port)
+	pad=$(head -c 1000 /dev/zero | tr '\0' p)
+	awk -v n="$n" -v pad="$pad" 'BEGIN { for (i = 1; i <= n; i++)
+	    printf "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"space.info\",\"params\":{\"space\":\"%s\"}}\n", i, pad }' >reqs
+	"$WSC" -p "$PORT" -k "$ALICE_KEY" --timeout 60 <reqs >c1.out 2>c1.err 3>&- 5>&- 6>&- 7>&- &
+	PIDS+=("$!")
+	wait_until 20 grep -q 'reading paused' a.err
+	# the loop still serves: a login while stdout is stuck
+	run -0 "$WSC" -p "$PORT" -k "$BOB_KEY" --count 2 --timeout 5 </dev/null
+	assert_jq '.result.role == "client"' "${lines[1]}"
+	# now read: every request arrives, in order
+	# (a reader is there before fd 7 goes: a fifo with no reader at all
+	# is a reader that went away, and ns-serve would exit)
+	exec 8<a.outfifo
+	cat <&8 >a.out 3>&- 5>&- 7>&- &
+	PIDS+=("$!")
+	exec 7>&- 8<&-
+	wait_until 30 all_requests "$n"
+	grep -q 'reading resumed' a.err
+	[ "$(jq -c 'select(.m == "space.info") | .id' a.out | awk '$1 != NR { bad = 1 } END { print NR, bad + 0 }')" = "$n 0" ]
+	exec 5>&-
+	exits_0 "$SERVE_PID"
+}
