@@ -1,0 +1,458 @@
+#!/bin/sh
+# make bench: throughput, latency and footprint figures.  Every throughput
+# is printed as a ratio to a reference measured in the same run (the raw
+# single-core libsodium Ed25519 rates), because shared machines are noisy;
+# latency and memory goals are absolute.  A missed goal is reported, not an
+# error: the exit status is 1 only on real trouble (lost, refused or
+# duplicated events), 2 when the bench cannot run at all.
+#   NS_BIN          directory of the programs under test
+#   NS_LIB          libns.a to link the bench tools with (default: the
+#                   obj/ or obj-san/ beside NS_BIN)
+#   BENCH_N         events for the sign/verify figures (default 50000)
+#   BENCH_INGEST    signed beams per client connection, 4 connections
+#                   (default 10000)
+#   BENCH_FANOUT_S  seconds of publishing at 500 events/s (default 4)
+# Everything runs on 127.0.0.1; every node and client started here is
+# stopped on exit.
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+: "${NS_BIN:=$root/bin}"
+PATH=$NS_BIN:$PATH
+export PATH
+N=${BENCH_N:-50000}
+IN=${BENCH_INGEST:-10000}
+FS=${BENCH_FANOUT_S:-4}
+RATE=500
+SUBS="100 500"
+tmp=$(mktemp -d)
+summary=$tmp/summary
+stop_note=
+trouble=0
+NODE_PID='' NODE_DIR=''
+
+say() { printf '%s\n' "$*"; }
+die() { printf 'bench: %s\n' "$*" >&2; exit 2; }
+now() { date +%s.%N; }
+rate() { echo "$1 $2 $3" | awk '{ printf "%.0f", $1 / ($3 - $2) }'; }
+ratio() { echo "$1 $2" | awk '{ printf "%.2f", $1 / $2 }'; }
+calc() { awk "BEGIN { printf \"$1\", $2 }"; }
+sum_line() { printf '  %-44s %-28s %s\n' "$1" "$2" "$3" >>"$summary"; }
+goal_ge() { awk "BEGIN { exit !($1 >= $2) }" && echo met || echo MISSED; }
+goal_lt() { awk "BEGIN { exit !($1 < $2) }" && echo met || echo MISSED; }
+
+cleanup() {
+	set +e
+	# the clients of an interrupted ingest (timeout passes SIGTERM on)
+	if [ -s "$tmp/bg" ]; then
+		for p in $(cat "$tmp/bg"); do
+			kill -TERM "$p" 2>/dev/null
+		done
+	fi
+	node_stop
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- the node ------------------------------------------------------------
+
+# Every process of the running node: ns-node, its supervising shells and
+# the stages (every descendant of ns-node).
+node_pids() {
+	[ -n "$NODE_PID" ] || return 0
+	ps -e -o pid=,ppid= | awk -v root="$NODE_PID" '
+	{ parent[$1] = $2 }
+	END {
+		want[root] = 1
+		do {
+			more = 0
+			for (p in parent)
+				if (!(p in want) && (parent[p] in want)) {
+					want[p] = 1
+					more = 1
+				}
+		} while (more)
+		for (p in want)
+			print p
+	}'
+}
+
+# node_start NAME: a fresh node in $tmp/NAME on a free port of 127.0.0.1;
+# NS_SYNC and NS_VERIFY_JOBS in the environment go into its config.  Sets
+# NODE_DIR, NODE_PID, NODE_DID, PORT.
+node_start() {
+	NODE_DIR=$tmp/$1
+	NS_LISTEN=127.0.0.1:0 NS_ADDRESS='' sh "$root/share/ns-node" init \
+	    "$NODE_DIR" >/dev/null || die "ns-node init failed"
+	sh "$root/share/ns-node" run "$NODE_DIR" >"$NODE_DIR/log" 2>&1 &
+	NODE_PID=$!
+	i=0
+	until [ -s "$NODE_DIR/run/port" ] && stages_up; do
+		if [ $i -ge 100 ] || ! kill -0 "$NODE_PID" 2>/dev/null; then
+			cat "$NODE_DIR/log" >&2
+			die "the node did not come up"
+		fi
+		sleep 0.1
+		i=$((i + 1))
+	done
+	PORT=$(cat "$NODE_DIR/run/port")
+	NODE_DID=$(sh "$root/share/ns-node" did "$NODE_DIR")
+	NS_URL=ws://127.0.0.1:$PORT/
+	export NS_URL
+}
+
+stages_up() {
+	for s in serve verify beam log; do
+		[ -s "$NODE_DIR/run/$s.pid" ] &&
+			kill -0 "$(cat "$NODE_DIR/run/$s.pid")" 2>/dev/null ||
+			return 1
+	done
+}
+
+# Stop the node (SIGTERM to ns-node, which stops its stages), at most 20 s,
+# then SIGKILL whatever of it is left.  Sets STOP_S.
+node_stop() {
+	[ -n "$NODE_PID" ] || return 0
+	pids=$(node_pids)
+	t0=$(now)
+	kill -TERM "$NODE_PID" 2>/dev/null || :
+	i=0
+	while kill -0 "$NODE_PID" 2>/dev/null && [ $i -lt 200 ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	for p in $pids; do
+		# only what still belongs to this node (its command line names
+		# the node directory): a pid may have been reused meanwhile
+		if grep -q -- "$NODE_DIR" "/proc/$p/cmdline" 2>/dev/null; then
+			kill -KILL "$p" 2>/dev/null || :
+		fi
+	done
+	wait "$NODE_PID" 2>/dev/null || :
+	STOP_S=$(echo "$t0 $(now)" | awk '{ printf "%.1f", $2 - $1 }')
+	NODE_PID=
+}
+
+# Proportional memory of the whole node, in KiB; the per-program sums go
+# to $tmp/pss as "NAME KIB" lines.
+node_pss() {
+	: >"$tmp/pss"
+	total=0
+	for p in $(node_pids); do
+		kib=$(awk '/^Pss:/ { print $2 }' "/proc/$p/smaps_rollup" \
+		    2>/dev/null) || kib=
+		[ -n "$kib" ] || continue
+		name=$(cat "/proc/$p/comm" 2>/dev/null) || name='?'
+		echo "$name $kib" >>"$tmp/pss"
+		total=$((total + kib))
+	done
+	echo "$total"
+}
+
+pss_detail() {
+	awk '{ k[$1] += $2; n[$1]++ }
+	END {
+		split("ns-serve ns-verify ns-beam ns-log sh", order, " ")
+		for (i = 1; i <= 5; i++)
+			seen[order[i]] = 1
+		for (p in k)
+			if (!(p in seen))
+				order[++i] = p
+		sep = "MiB PSS: "
+		for (j = 1; j <= i; j++) {
+			p = order[j]
+			if (!(p in k))
+				continue
+			printf "%s%s %.1f", sep, (n[p] > 1 ? n[p] " x " p : p),
+			    k[p] / 1024
+			sep = ", "
+		}
+		printf "\n"
+	}' "$tmp/pss"
+}
+
+# CPU clock ticks used so far by each stage: "serve T verify T beam T log T".
+stage_ticks() {
+	for s in serve verify beam log; do
+		p=$(cat "$NODE_DIR/run/$s.pid")
+		printf '%s %s ' "$s" "$(awk '{ print $14 + $15 }' \
+		    "/proc/$p/stat" 2>/dev/null || echo 0)"
+	done
+	echo
+}
+
+# Busy and iowait ticks of the whole machine: "BUSY IOWAIT".
+machine_ticks() {
+	awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $6; exit }' \
+	    /proc/stat
+}
+
+HZ=$(getconf CLK_TCK 2>/dev/null || echo 100)
+CORES=$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)
+
+# The space.beam requests of one client into $tmp/beams.K (ids from FIRST).
+gen() {	# FILE N FIRST
+	"$tmp/gen-beams" "$tmp/k" "$SPACE" "$NODE_DID" "127.0.0.1:$PORT" \
+	    "$2" "$3" >"$1" || die "gen-beams failed"
+}
+
+create_channel() {
+	ns-client -q -t 30 -k "$tmp/k" create channel bench >/dev/null ||
+		die "cannot create the bench channel"
+	SPACE=channel/$(jq -r .did "$tmp/k" | sed 's/^did:key://')/bench
+}
+
+# ingest LABEL PER_CLIENT: 4 connections each send PER_CLIENT pre-signed
+# beams with ns-client rpc --window 256; prints the rate as a ratio to the
+# raw verify rate and where the CPU went.  Sets INGEST_RATIO.
+ingest() {
+	label=$1 per=$2
+	for k in 0 1 2 3; do
+		gen "$tmp/beams.$k" "$per" $((k * per + 1))
+	done
+	total=$((4 * per))
+	b0=$(stage_ticks)
+	m0=$(machine_ticks)
+	t0=$(now)
+	(
+		for k in 0 1 2 3; do
+			timeout -k 5 240 ns-client -q -t 60 -k "$tmp/k" rpc \
+			    --window 256 <"$tmp/beams.$k" >"$tmp/out.$k" \
+			    2>"$tmp/err.$k" &
+			echo $! >>"$tmp/bg"
+		done
+		wait
+		times >"$tmp/times"
+	)
+	: >"$tmp/bg"
+	t1=$(now)
+	m1=$(machine_ticks)
+	b1=$(stage_ticks)
+	ok=$(cat "$tmp"/out.? | jq -c 'select(has("result"))' | wc -l)
+	bad=$((total - ok))
+	r=$(rate "$ok" "$t0" "$t1")
+	INGEST_RATIO=$(ratio "$r" "$RV")
+	say "ingest ($label): $r beams/s = $INGEST_RATIO x raw single-core verify (goal 0.7)"
+	wall=$(echo "$t0 $t1" | awk '{ print $2 - $1 }')
+	# % of one core: each stage, the clients together, the machine
+	cli=$(awk 'NR == 2 {
+		s = 0
+		for (i = 1; i <= NF; i++) {
+			f = $i; sub(/s$/, "", f); split(f, a, "m")
+			s += a[1] * 60 + a[2]
+		}
+		print s
+	}' "$tmp/times")
+	echo "$b0 $b1 $m0 $m1 $cli $wall $HZ $CORES" | awk -v ok="$ok" \
+	    -v total="$total" -v rv="$RV" '{
+		hz = $23; w = $22; cores = $24
+		for (i = 0; i < 4; i++) {
+			name[i] = $(2 * i + 1)
+			pc[i] = ($(2 * i + 10) - $(2 * i + 2)) / hz / w * 100
+			node += pc[i]
+			if (pc[i] > top) { top = pc[i]; topn = name[i] }
+		}
+		busy = ($19 - $17) / hz / w * 100
+		iow = ($20 - $18) / hz / w * 100
+		clip = $21 / w * 100
+		other = busy - node - clip
+		if (other < 0) other = 0
+		printf "    %d of %d acknowledged in %.2f s; CPU in %% of one core: ", ok, total, w
+		for (i = 0; i < 4; i++)
+			printf "ns-%s %.0f, ", name[i], pc[i]
+		printf "4 ns-client %.0f together;\n", clip
+		if (ok > 0) {
+			printf "    CPU per beam in microseconds: "
+			for (i = 0; i < 4; i++)
+				printf "ns-%s %.0f, ", name[i], pc[i] * w / 100 / ok * 1e6
+			printf "the node %.0f (a raw verify: %.0f)\n", node * w / 100 / ok * 1e6, 1e6 / rv
+		}
+		printf "    machine (%d cores): busy %.0f, of which not this bench %.0f; iowait %.0f\n", cores, busy, other, iow
+		if (top >= 85)
+			printf "    bottleneck: ns-%s is CPU-bound\n", topn
+		else if (busy >= 90 * cores)
+			printf "    bottleneck: the machine is saturated\n"
+		else
+			printf "    bottleneck: no process is CPU-bound (busiest: ns-%s at %.0f%%): the ring waits (commits, pipe hops)\n", topn, top
+		if (clip / 4 >= 85)
+			printf "    ns-client rpc is a bottleneck (%.0f%% of a core each)\n", clip / 4
+	}'
+	# an idle node should use next to no CPU
+	b0=$(stage_ticks)
+	sleep 1
+	b1=$(stage_ticks)
+	echo "$b0 $b1 $HZ" | awk '{
+		for (i = 0; i < 4; i++) {
+			pc = ($(2 * i + 10) - $(2 * i + 2)) / $17 * 100
+			if (pc >= 10)
+				printf "    ns-%s used %.0f%% of a core in the idle second after the run\n", $(2 * i + 1), pc
+		}
+	}'
+	if [ "$bad" -ne 0 ]; then
+		say "    TROUBLE: $bad of $total beams not acknowledged; first errors:"
+		cat "$tmp"/out.? | jq -c 'select(has("error")) | .error' |
+			head -3 | sed 's/^/      /'
+		cat "$tmp"/err.? | head -3 | sed 's/^/      /'
+		trouble=1
+	fi
+	sum_line "ingest ($label)" "$INGEST_RATIO x raw verify" \
+	    "[goal 0.7] $(goal_ge "$INGEST_RATIO" 0.7)"
+}
+
+# --- set-up ---------------------------------------------------------------
+
+lib=${NS_LIB:-}
+san=
+case $NS_BIN in
+*bin-san|*bin-san/)
+	: "${lib:=$root/obj-san/libns.a}"
+	san="-fsanitize=address,undefined" ;;
+esac
+: "${lib:=$root/obj/libns.a}"
+[ -r "$lib" ] || die "$lib is missing: run make first"
+cc -O2 -o "$tmp/sodium-rate" "$here/sodium-rate.c" -lsodium ||
+	die "cannot build sodium-rate"
+for t in gen-beams fanout; do
+	# shellcheck disable=SC2086
+	cc -O2 -D_GNU_SOURCE -I"$root/common" $san -o "$tmp/$t" \
+	    "$here/$t.c" "$lib" -lwebsockets -ljq -lsodium -lm -pthread ||
+		die "cannot build $t"
+done
+# 500 subscribers and the node's side of them: well over 1024 descriptors
+# shellcheck disable=SC3045
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 4096 ]; then
+	ulimit -n 4096 2>/dev/null || ulimit -n "$(ulimit -H -n)" 2>/dev/null || :
+fi
+
+# --- the reference --------------------------------------------------------
+
+ref=$("$tmp/sodium-rate" 300 1)
+RS=$(echo "$ref" | jq .sign_per_s)
+RV=$(echo "$ref" | jq .verify_per_s)
+echo "reference: raw libsodium, one core, 300-byte messages: sign $RS/s, verify $RV/s"
+sum_line "reference" "sign $RS/s, verify $RV/s" "(raw libsodium, one core)"
+
+# --- signing and verifying ------------------------------------------------
+
+cp "$root/t/fixtures/keys/alice.key" "$tmp/k"
+chmod 600 "$tmp/k"
+awk -v n="$N" 'BEGIN {
+	for (i = 1; i <= n; i++)
+		printf "{\"type\":\"beam\",\"title\":\"bench %d\",\"body\":\"%s\"}\n", i,
+		    "Email is older than most platforms, and it still works: one protocol, many hosts, no owner."
+}' >"$tmp/events"
+
+t0=$(now); ns-sign -k "$tmp/k" <"$tmp/events" >"$tmp/signed"; t1=$(now)
+s=$(rate "$N" "$t0" "$t1")
+echo "ns-sign:        $s events/s = $(ratio "$s" "$RS") x raw sign"
+sum_line "ns-sign" "$(ratio "$s" "$RS") x raw sign" ""
+bytes=$(head -1 "$tmp/signed" | wc -c)
+echo "                (signed events are $bytes bytes)"
+
+for j in 1 2; do
+	t0=$(now); ns-verify -j $j <"$tmp/signed" >/dev/null; t1=$(now)
+	v=$(rate "$N" "$t0" "$t1")
+	echo "ns-verify -j $j:  $v events/s = $(ratio "$v" "$RV") x raw single-core verify"
+	sum_line "ns-verify -j $j" "$(ratio "$v" "$RV") x raw verify" ""
+done
+rm -f "$tmp/events" "$tmp/signed"
+
+# --- ingest -----------------------------------------------------------------
+
+echo
+echo "ingest: 4 connections x $IN pre-signed beams (ns-client rpc --window 256), counted when acknowledged (after commit)"
+for cfg in "sync full, 1 verify thread|full|1" \
+    "NS_VERIFY_JOBS=0: $CORES verify threads|full|0" \
+    "NS_SYNC=normal|normal|1"; do
+	label=${cfg%%|*}
+	rest=${cfg#*|}
+	NS_SYNC=${rest%|*} NS_VERIFY_JOBS=${rest#*|} node_start \
+	    "ingest-${rest%|*}-${rest#*|}"
+	create_channel
+	ingest "$label" "$IN"
+	node_stop
+	[ "${STOP_S%.*}" -lt 3 ] || stop_note=$STOP_S
+done
+
+# --- footprint, then fan-out on the same node -------------------------------
+
+echo
+node_start footprint
+sleep 0.5
+idle=$(node_pss)
+idle_mib=$(calc "%.1f" "$idle / 1024")
+echo "footprint idle: $idle_mib MiB PSS, all $(wc -l <"$tmp/pss") processes of the node (goal < 13 MiB)"
+echo "    $(pss_detail)"
+sum_line "footprint idle" "$idle_mib MiB PSS" \
+    "[goal < 13 MiB] $(goal_lt "$idle_mib" 13)"
+create_channel
+ingest "4 x 5000 on the footprint node" 5000
+sleep 0.5
+after=$(node_pss)
+after_mib=$(calc "%.1f" "$after / 1024")
+echo "footprint after 20000 events: $after_mib MiB PSS"
+echo "    $(pss_detail)"
+sum_line "footprint after 20000" "$after_mib MiB PSS" ""
+
+echo
+echo "fan-out: $RATE events/s for $FS s, latency from publish (request written) to receipt on every subscriber"
+events=$((RATE * FS))
+first=100001
+for n in $SUBS; do
+	gen "$tmp/fan.$n" "$events" "$first"
+	first=$((first + events))
+	sp=$(cat "$NODE_DIR/run/serve.pid")
+	c0=$(awk '{ print $14 + $15 }' "/proc/$sp/stat")
+	m0=$(machine_ticks)
+	t0=$(now)
+	rc=0
+	timeout -k 5 120 "$tmp/fanout" -p "$PORT" -k "$tmp/k" -s "$SPACE" \
+	    -n "$n" -r "$RATE" -f "$tmp/fan.$n" -w 15 >"$tmp/fan.out" \
+	    2>"$tmp/fan.err" || rc=$?
+	t1=$(now)
+	m1=$(machine_ticks)
+	c1=$(awk '{ print $14 + $15 }' "/proc/$sp/stat" 2>/dev/null || echo "$c0")
+	if [ $rc -ne 0 ] || [ ! -s "$tmp/fan.out" ]; then
+		say "fan-out $n subscribers: the load tool failed (status $rc):"
+		sed 's/^/    /' "$tmp/fan.err" | head -5
+		sum_line "fan-out $n" "failed" ""
+		trouble=1
+		continue
+	fi
+	o=$(cat "$tmp/fan.out")
+	j() { echo "$o" | jq -r ".$1"; }
+	p50=$(j p50_ms) p99=$(j p99_ms) del=$(j delivered) exp=$(j expected)
+	dup=$(j duplicates)
+	echo "fan-out $n subscribers: p50 $p50 ms, p99 $p99 ms (goal p99 < 50 ms); delivered $del of $exp, duplicates $dup"
+	w=$(echo "$t0 $t1" | awk '{ print $2 - $1 }')
+	serve_pc=$(echo "$c0 $c1 $w $HZ" |
+	    awk '{ printf "%.0f", ($2 - $1) / $4 / $3 * 100 }')
+	mach_pc=$(echo "$m0 $m1 $w $HZ" |
+	    awk '{ printf "%.0f", ($3 - $1) / $6 / $5 * 100 }')
+	echo "    max $(j max_ms) ms; acknowledgement p50 $(j ack_p50_ms) ms, p99 $(j ack_p99_ms) ms ($(j acked) acked, $(j refused) refused); set-up $(j setup_s) s"
+	echo "    CPU in % of one core over $(calc "%.1f" "$w") s: ns-serve $serve_pc; load tool $(calc "%.0f" "$(j cpu_s) / $w * 100"); machine ($CORES cores) $mach_pc"
+	if [ "$mach_pc" -ge $((90 * CORES)) ]; then
+		echo "    the machine was saturated: the load tool shares its $CORES cores with the node"
+	fi
+	[ "$(j dropped)" = 0 ] || echo "    the node closed $(j dropped) subscriber connections"
+	[ "$(j unknown)" = 0 ] || echo "    $(j unknown) event notifications for beams this run did not send"
+	if [ "$del" = 0 ]; then
+		met="MISSED (nothing delivered)"
+	else
+		met=$(goal_lt "$p99" 50)
+	fi
+	sum_line "fan-out $n" "p50 $p50 ms, p99 $p99 ms" "[goal p99 < 50 ms] $met"
+	if [ "$del" != "$exp" ] || [ "$dup" != 0 ] || [ "$(j refused)" != 0 ]; then
+		say "    TROUBLE: $(j missing) deliveries missing, $dup duplicated, $(j refused) beams refused"
+		sum_line "" "TROUBLE: $(j missing) missing, $dup duplicates" ""
+		trouble=1
+	fi
+done
+node_stop
+
+echo
+echo "summary (ratios to this run's raw libsodium rates; goals in brackets):"
+cat "$summary"
+[ -z "$stop_note" ] || echo "  (note: stopping a node took $stop_note s; ns-node waits 5 s for its stages to see EOF)"
+exit $trouble
