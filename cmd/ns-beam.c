@@ -974,7 +974,6 @@ main(int argc, char **argv)
 	const char *cmd = NULL, *why;
 	int c, bus = 0, sync_full = 1, rc;
 	unsigned long batch = BATCH_DEFAULT;
-	char *end;
 
 	prog = PROG;
 	memset(&s, 0, sizeof(s));
@@ -1003,13 +1002,7 @@ main(int argc, char **argv)
 			}
 			break;
 		case 'B':
-			batch = strtoul(optarg, &end, 10);
-			if (*optarg == '\0' || *end != '\0' || batch < 1 ||
-			    batch > BATCH_LIMIT) {
-				warn("--batch: not a number from 1 to %d: %.40s",
-				    BATCH_LIMIT, optarg);
-				usage(2);
-			}
+			batch = (size_t)xnum("--batch", optarg, 1, BATCH_LIMIT);
 			break;
 		case 'h':
 			usage(0);

@@ -1739,20 +1739,6 @@ cmd_verify(struct log *src, const char *id)
 	return status;
 }
 
-static int64_t
-number_arg(const char *opt, const char *s, int64_t min, int64_t max)
-{
-	char *end;
-	long long v = strtoll(s, &end, 10);
-
-	if (*s == '\0' || *end != '\0' || v < min || v > max) {
-		warn("%s: not a number from %lld to %lld: %.40s", opt,
-		    (long long)min, (long long)max, s);
-		usage(2);
-	}
-	return v;
-}
-
 int
 main(int argc, char **argv)
 {
@@ -1801,14 +1787,14 @@ main(int argc, char **argv)
 				usage(2);
 			break;
 		case 'B':
-			batch = number_arg("--batch", optarg, 1, BATCH_LIMIT);
+			batch = xnum("--batch", optarg, 1, BATCH_LIMIT);
 			break;
 		case 'A':
-			after = number_arg("--after", optarg, 0, JSONL_INT_MAX);
+			after = xnum("--after", optarg, 0, JSONL_INT_MAX);
 			paging = 1;
 			break;
 		case 'L':
-			limit = number_arg("--limit", optarg, 1, JSONL_INT_MAX);
+			limit = xnum("--limit", optarg, 1, JSONL_INT_MAX);
 			paging = 1;
 			break;
 		case 'h':

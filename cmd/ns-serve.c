@@ -213,22 +213,6 @@ usage(int status)
 	exit(status);
 }
 
-static long long
-num_opt(const char *name, const char *s, long long lo, long long hi)
-{
-	char *end;
-	long long v;
-
-	errno = 0;
-	v = strtoll(s, &end, 10);
-	if (*s == '\0' || *end != '\0' || errno || v < lo || v > hi) {
-		warn("%s: not a number from %lld to %lld: %.40s", name, lo, hi,
-		    s);
-		usage(2);
-	}
-	return v;
-}
-
 /* HOST:PORT, [V6]:PORT. */
 static void
 parse_listen(const char *s)
@@ -256,7 +240,7 @@ parse_listen(const char *s)
 	listen_host = xmalloc((size_t)(he - h) + 1);
 	memcpy(listen_host, h, (size_t)(he - h));
 	listen_host[he - h] = '\0';
-	listen_port = (int)num_opt("-l port", colon + 1, 0, 65535);
+	listen_port = (int)xnum("-l port", colon + 1, 0, 65535);
 }
 
 /* ---- stdout ---------------------------------------------------------- */
@@ -1869,32 +1853,32 @@ main(int argc, char **argv)
 			port_file = optarg;
 			break;
 		case 'C':
-			max_conn = (size_t)num_opt("--max-conn", optarg, 1,
+			max_conn = (size_t)xnum("--max-conn", optarg, 1,
 			    1000000);
 			break;
 		case 'M':
-			max_msg = (size_t)num_opt("--max-msg", optarg, 256,
+			max_msg = (size_t)xnum("--max-msg", optarg, 256,
 			    64 << 20);
 			break;
 		case 'Q':
-			max_queue = (size_t)num_opt("--max-queue", optarg, 1024,
+			max_queue = (size_t)xnum("--max-queue", optarg, 1024,
 			    1ll << 32);
 			break;
 		case 'T':
-			login_timeout = (int)num_opt("--login-timeout", optarg, 1,
+			login_timeout = (int)xnum("--login-timeout", optarg, 1,
 			    3600);
 			break;
 		case 't':
-			tick_ms = (int)num_opt("--tick", optarg, 10, 3600000);
+			tick_ms = (int)xnum("--tick", optarg, 10, 3600000);
 			break;
 		case 'p':
-			ping_s = (int)num_opt("--ping", optarg, 1, 3600);
+			ping_s = (int)xnum("--ping", optarg, 1, 3600);
 			break;
 		case 'W':
 			wss_dial = 1;
 			break;
 		case 'I':
-			first_id = num_opt("--first-id", optarg, 1, 1ll << 52);
+			first_id = xnum("--first-id", optarg, 1, 1ll << 52);
 			break;
 		case 'h':
 			usage(0);

@@ -139,7 +139,7 @@ main(int argc, char **argv)
 	struct key *k = NULL;
 	struct jsonin in;
 	struct buf out = BUF_INIT;
-	char *p, *end, errbuf[256];
+	char *p, errbuf[256];
 	size_t len;
 	unsigned long lineno;
 	const char *why;
@@ -157,15 +157,10 @@ main(int argc, char **argv)
 			raw = 1;
 			break;
 		case 't':
-			ts = strtoll(optarg, &end, 10);
-			if (*optarg == '\0' || *end != '\0' || ts < 0 ||
-			    ts > JSONL_INT_MAX)
-				die("--ts: not a millisecond timestamp: %.40s", optarg);
+			ts = xnum("--ts", optarg, 0, JSONL_INT_MAX);
 			break;
 		case 'm':
-			max = strtoul(optarg, &end, 10);
-			if (*optarg == '\0' || *end != '\0' || max == 0)
-				die("--max-size: not a positive number: %.40s", optarg);
+			max = (size_t)xnum("--max-size", optarg, 1, 1 << 30);
 			break;
 		case 'h':
 			usage(0);

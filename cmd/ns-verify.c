@@ -344,15 +344,12 @@ main(int argc, char **argv)
 	int c, r, quiet = 0, jobs = 1, raw = 0;
 	unsigned long rejected = 0;
 	size_t max = VALUE_MAX;
-	char *end;
 
 	prog = PROG;
 	while ((c = getopt_long(argc, argv, "j:qh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'j':
-			jobs = (int)strtol(optarg, &end, 10);
-			if (*optarg == '\0' || *end != '\0' || jobs < 0 || jobs > JOBS_MAX)
-				die("--jobs: not a number from 0 to %d: %.40s", JOBS_MAX, optarg);
+			jobs = (int)xnum("--jobs", optarg, 0, JOBS_MAX);
 			break;
 		case 'q':
 			quiet = 1;
@@ -364,9 +361,7 @@ main(int argc, char **argv)
 			raw = 1;
 			break;
 		case 'm':
-			max = strtoul(optarg, &end, 10);
-			if (*optarg == '\0' || *end != '\0' || max == 0)
-				die("--max-size: not a positive number: %.40s", optarg);
+			max = (size_t)xnum("--max-size", optarg, 1, 1 << 30);
 			break;
 		case 'h':
 			usage(0);

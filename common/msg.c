@@ -42,6 +42,19 @@ warn(const char *fmt, ...)
 	va_end(ap);
 }
 
+long long
+xnum(const char *opt, const char *s, long long lo, long long hi)
+{
+	char *end;
+	long long v;
+
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (*s == '\0' || *end != '\0' || errno || v < lo || v > hi)
+		die("%s: not a number from %lld to %lld: %.40s", opt, lo, hi, s);
+	return v;
+}
+
 void *
 xmalloc(size_t n)
 {

@@ -12,6 +12,10 @@ extern const char *prog;
 void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 void warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* The whole number in s, for option opt; dies with status 2 ("opt: not a
+ * number from lo to hi: s") when s is not one or is out of range. */
+long long xnum(const char *opt, const char *s, long long lo, long long hi);
+
 /* Allocation that cannot fail: on exhaustion they die with status 2. */
 void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t size);
