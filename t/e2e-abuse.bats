@@ -85,6 +85,21 @@ rpc() {
 	still_serving "1 2 3 "
 }
 
+@test "e2e abuse: a beam by a non-member and a stranger reading a dm are refused" {
+	run -1 --separate-stderr ns-client -k "$BOB" beam "$S" '{"title":"not a member"}'
+	assert_jq '.data.reason == "forbidden"'
+	ns-client create dm private >/dev/null
+	D=dm/${ALICE_DID#did:key:}/private
+	ns-client beam "$D" '{"body":"for members"}' >/dev/null
+	run -1 --separate-stderr ns-client -k "$BOB" history "$D"
+	assert_jq '.data.reason == "forbidden"'
+	run -1 --separate-stderr ns-client -k "$BOB" members "$D"
+	run -1 --separate-stderr ns-client -k "$BOB" beam "$D" '{"body":"let me in"}'
+	run -0 ns-client history "$D"
+	[ "${#lines[@]}" -eq 2 ]
+	still_serving "1 2 3 "
+}
+
 @test "e2e abuse: a beam whose content does not match its ref is refused" {
 	path=$(ns-client beam "$S" '{"title":"real"}' | jq -r .beam)
 	# same ref, other content: the hash gives it away
