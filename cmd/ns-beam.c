@@ -661,6 +661,7 @@ run_bus(struct store *s, size_t batch)
 	char *p;
 	int r = JSONIN_VALUE;
 
+	jsonl_big_pipe(STDOUT_FILENO);
 	jsonin_init(&in, STDIN_FILENO, VALUE_MAX);
 	while (r != JSONIN_EOF) {
 		int began = 0, failed = 0;

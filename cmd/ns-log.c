@@ -1379,6 +1379,7 @@ run_bus(struct log *L, size_t batch)
 	struct jsonin in;
 	int eof = 0;
 
+	jsonl_big_pipe(STDOUT_FILENO);
 	jsonin_init(&in, STDIN_FILENO, VALUE_MAX);
 	while (!eof) {
 		size_t n = 0;

@@ -1986,6 +1986,7 @@ main(int argc, char **argv)
 	if (ofd_flags == -1)
 		die("stdout:");
 	atexit(restore_stdout);
+	jsonl_big_pipe(STDOUT_FILENO);
 	fcntl(STDOUT_FILENO, F_SETFL, ofd_flags | O_NONBLOCK);
 	memset(&fd, 0, sizeof(fd));
 	fd.filefd = dup(STDOUT_FILENO);	/* lws closes what it adopted */

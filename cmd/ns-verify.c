@@ -387,6 +387,8 @@ main(int argc, char **argv)
 	}
 	memset(ws, 0, sizeof(ws));
 
+	if (b.bus)
+		jsonl_big_pipe(STDOUT_FILENO);
 	jsonin_init(&in, STDIN_FILENO, max);
 	for (;;) {
 		char *p;

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 
 #include "buf.h"
 #include "canon.h"
@@ -86,6 +88,15 @@ jsonl_emit(jv v)
 		return -1;
 	}
 	return jsonl_write(out.p, out.len);
+}
+
+void
+jsonl_big_pipe(int fd)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode))
+		(void)fcntl(fd, F_SETPIPE_SZ, 1 << 20);
 }
 
 int

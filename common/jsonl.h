@@ -29,6 +29,10 @@ jv_kind jsonl_kind(jv obj, const char *key);
  * or -1 (errno set; for jsonl_emit, EINVAL if v cannot be serialized). */
 int jsonl_write(const char *s, size_t n);
 int jsonl_emit(jv v);
+/* If fd is a pipe, ask for a 1 MiB buffer (or what the system allows), so
+ * a stage that writes a whole batch at once does not stall on a full pipe
+ * while its reader is busy.  Best effort: errors are ignored. */
+void jsonl_big_pipe(int fd);
 /* Flush stdout; 0 or -1 with errno. */
 int jsonl_flush(void);
 
