@@ -1211,6 +1211,14 @@ handle_msg(struct conn *c, const char *p, size_t len)
 			    "params must be an object");
 		goto out;
 	}
+	/* the cap is known only here; refusing before ns-log answers keeps
+	 * a client from believing in a subscription that was dropped */
+	if (strcmp(method, "subscribe") == 0 && c->nsubs >= SUBS_MAX) {
+		if (has_id)
+			send_error(c, jv_copy(id), E_TOO_LARGE,
+			    "at most 256 subscriptions per connection");
+		goto out;
+	}
 	params = k == JV_KIND_OBJECT ? jsonl_get(v, "params") : jv_object();
 	buf_addf(&obuf,
 	    "{\"m\":\"%s\",\"c\":%lld,\"did\":\"%s\",\"role\":\"%s\"",

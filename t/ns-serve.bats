@@ -432,6 +432,26 @@ EOF
 	exec 7>&-
 }
 
+@test "ns-serve: a subscribe over 256 per connection is refused at once" {
+	start_serve a
+	mkfifo c1.in
+	"$WSC" -p "$PORT" -k "$ALICE_KEY" --count 4 --timeout 20 <c1.in >c1.out 2>c1.err 3>&- 5>&- 6>&- &
+	PIDS+=("$!")
+	exec 8>c1.in
+	wait_until 5 has_line a.out '.m == "conn.open"'
+	for i in $(seq 1 256); do
+		printf '{"sub":1,"space":"channel/z/s%d"}\n' "$i"
+	done >&5
+	# stdin is handled in order: once the mark arrives, the subs are in
+	bus '{"to":1,"msg":{"mark":1}}'
+	wait_until 5 has_line c1.out '.mark == 1'
+	echo '{"jsonrpc":"2.0","id":"s","method":"subscribe","params":{"space":"channel/z/one-more"}}' >&8
+	exec 8>&-
+	wait_until 5 has_line c1.out '.id == "s"'
+	has_line c1.out '.id == "s" and .error.data.reason == "too_large"'
+	! has_line a.out '.m == "subscribe"'
+}
+
 @test "ns-serve: a close line closes the connection with its code after what is queued" {
 	start_serve a
 	client c1 -k "$ALICE_KEY" --count 9
