@@ -655,6 +655,8 @@ make_spaces() {
 	sqlite3 "$DB" <"$lockdir.fifo" >/dev/null 3>&- &
 	holder=$!
 	exec 4>"$lockdir.fifo"
+	# wait out the probe below should it hold the lock at that moment
+	echo ".timeout 5000" >&4
 	echo "BEGIN IMMEDIATE;" >&4
 	deadline=$((SECONDS + 10))
 	until ! sqlite3 "$DB" "BEGIN IMMEDIATE; ROLLBACK;" 2>/dev/null; do
