@@ -727,12 +727,12 @@ run_bus(struct store *s, size_t batch)
 				dberr(s);
 			buf_reset(&redo);
 			for (size_t i = 0; i < n; i++) {
-				struct bus_req stub = {
+				struct bus_req sender = {	/* only conn and id */
 					.line = jv_invalid(), .conn = items[i].conn,
 					.id = items[i].id, .params = jv_invalid(),
 				};
 				add(&redo, out.p + at, items[i].off - at);
-				bus_error(&redo, &stub, E_INTERNAL,
+				bus_error(&redo, &sender, E_INTERNAL,
 				    "the beam store failed; retry later");
 				at = items[i].off + items[i].len;
 			}
