@@ -981,23 +981,32 @@ space_address(const struct space *sp)
 	return jv_string_fmt("northstar://%s/%s", sp->address, sp->id);
 }
 
+/* What space.create answers and space.info starts from: id, type, name,
+ * ownerDid, nodeAddress, address. */
+static jv
+space_json(const struct space *sp)
+{
+	jv res = jv_object_set(jv_object(), jv_string("id"), jv_string(sp->id));
+
+	res = jv_object_set(res, jv_string("type"),
+	    jv_string(sptype_names[sp->type]));
+	res = jv_object_set(res, jv_string("name"), jv_string(sp->name));
+	res = jv_object_set(res, jv_string("ownerDid"), jv_string(sp->owner));
+	res = jv_object_set(res, jv_string("nodeAddress"),
+	    jv_string(sp->address));
+	return jv_object_set(res, jv_string("address"), space_address(sp));
+}
+
 static jv
 event_result(const struct space *sp, const struct evinfo *ei, int64_t seq)
 {
-	jv res = jv_object();
+	jv res;
 
-	if (ei->type == T_CREATE) {
-		res = jv_object_set(res, jv_string("id"), jv_string(sp->id));
-		res = jv_object_set(res, jv_string("type"),
-		    jv_string(sptype_names[sp->type]));
-		res = jv_object_set(res, jv_string("name"), jv_string(sp->name));
-		res = jv_object_set(res, jv_string("ownerDid"),
-		    jv_string(sp->owner));
-		res = jv_object_set(res, jv_string("nodeAddress"),
-		    jv_string(sp->address));
-		res = jv_object_set(res, jv_string("address"), space_address(sp));
-	} else
-		res = jv_object_set(res, jv_string("space"), jv_string(sp->id));
+	if (ei->type == T_CREATE)
+		res = space_json(sp);
+	else
+		res = jv_object_set(jv_object(), jv_string("space"),
+		    jv_string(sp->id));
 	res = jv_object_set(res, jv_string("seq"), jv_number((double)seq));
 	res = jv_object_set(res, jv_string("eventId"), jv_string(ei->id));
 	if (ei->type == T_REF)
@@ -1290,16 +1299,7 @@ handle_read(struct log *L, const struct bus_req *r, enum method m,
 	case M_INFO:
 		if (!(sp = read_space(L, r, 0, out)))
 			return;
-		res = jv_object_set(jv_object(), jv_string("id"),
-		    jv_string(sp->id));
-		res = jv_object_set(res, jv_string("type"),
-		    jv_string(sptype_names[sp->type]));
-		res = jv_object_set(res, jv_string("name"), jv_string(sp->name));
-		res = jv_object_set(res, jv_string("ownerDid"),
-		    jv_string(sp->owner));
-		res = jv_object_set(res, jv_string("nodeAddress"),
-		    jv_string(sp->address));
-		res = jv_object_set(res, jv_string("address"), space_address(sp));
+		res = space_json(sp);
 		res = jv_object_set(res, jv_string("head"),
 		    jv_number((double)sp->head));
 		res = jv_object_set(res, jv_string("rules"), rules_jv(&sp->rules));
