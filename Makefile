@@ -40,6 +40,21 @@ $(BINDIR_B)/%: $(OBJDIR)/cmd-%.o $(LIB)
 	@mkdir -p $(BINDIR_B)
 	$(CC) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
 
+# A program that outgrew one file has a folder cmd/NAME/ of its own, with
+# a header shared by its files.
+define dirprog
+$(1)_SRC := $$(wildcard cmd/$(1)/*.c)
+$(1)_OBJ := $$($(1)_SRC:cmd/$(1)/%.c=$$(OBJDIR)/$(1)/%.o)
+$$(OBJDIR)/$(1)/%.o: cmd/$(1)/%.c $$(wildcard cmd/$(1)/*.h) $$(COMMON_HDR) config.mk
+	@mkdir -p $$(OBJDIR)/$(1)
+	$$(CC) $$(CPPFLAGS) -Icmd/$(1) $$(CFLAGS) -c -o $$@ $$<
+$$(BINDIR_B)/$(1): $$($(1)_OBJ) $$(LIB)
+	@mkdir -p $$(BINDIR_B)
+	$$(CC) $$(LDFLAGS) -o $$@ $$($(1)_OBJ) $$(LIB) $$(LDLIBS)
+endef
+DIRPROGS = $(patsubst cmd/%/,%,$(wildcard cmd/*/))
+$(foreach p,$(DIRPROGS),$(eval $(call dirprog,$(p))))
+
 # Install missing Debian packages (as root), or name them (otherwise).
 deps:
 	@sh share/setup/deps.sh

@@ -93,6 +93,7 @@ bus_parse(const char *p, size_t len, struct bus_req *r)
 		return -1;
 	}
 	r->conn = jsonl_int(r->line, "c", &c) == 0 ? c : -1;
+	r->r = jsonl_int(r->line, "r", &c) == 0 ? c : -1;
 	r->did = jsonl_str(r->line, "did");
 	r->role = jsonl_str(r->line, "role");
 	r->id = jsonl_get(r->line, "id");
@@ -176,14 +177,43 @@ rpc(const struct bus_req *r)
 	return jv_object_set(m, jv_string("id"), jv_copy(r->id));
 }
 
+/* The answer line to r with msg (consumed), or the bare end of r when it
+ * has no id. */
+static void
+answer(struct buf *out, const struct bus_req *r, jv msg)
+{
+	if (r->conn < 0 || (!jv_is_valid(r->id) && r->r < 0)) {
+		jv_free(msg);
+		return;
+	}
+	buf_addf(out, "{\"to\":%lld", (long long)r->conn);
+	if (r->r >= 0)
+		buf_addf(out, ",\"r\":%lld", (long long)r->r);
+	if (jv_is_valid(r->id)) {
+		buf_adds(out, ",\"msg\":");
+		add_json(out, msg);
+	} else
+		jv_free(msg);
+	buf_adds(out, "}\n");
+}
+
+void
+bus_done(struct buf *out, const struct bus_req *r)
+{
+	if (r->conn >= 0 && r->r >= 0)
+		buf_addf(out, "{\"to\":%lld,\"r\":%lld}\n", (long long)r->conn,
+		    (long long)r->r);
+}
+
 void
 bus_result(struct buf *out, const struct bus_req *r, jv result)
 {
-	if (!jv_is_valid(r->id) || r->conn < 0) {
+	if (!jv_is_valid(r->id)) {
 		jv_free(result);
+		bus_done(out, r);
 		return;
 	}
-	bus_send(out, r->conn, jv_object_set(rpc(r), jv_string("result"), result));
+	answer(out, r, jv_object_set(rpc(r), jv_string("result"), result));
 }
 
 jv
@@ -201,8 +231,9 @@ void
 bus_error_data(struct buf *out, const struct bus_req *r, enum bus_err e,
     const char *message, jv data)
 {
-	if (!jv_is_valid(r->id) || r->conn < 0) {
+	if (!jv_is_valid(r->id)) {
 		jv_free(data);
+		bus_done(out, r);
 		return;
 	}
 	jv err = jv_object_set(jv_object(), jv_string("code"),
@@ -210,7 +241,7 @@ bus_error_data(struct buf *out, const struct bus_req *r, enum bus_err e,
 	err = jv_object_set(err, jv_string("message"), jv_string(message));
 	data = jv_object_set(data, jv_string("reason"), jv_string(errs[e].reason));
 	err = jv_object_set(err, jv_string("data"), data);
-	bus_send(out, r->conn, jv_object_set(rpc(r), jv_string("error"), err));
+	answer(out, r, jv_object_set(rpc(r), jv_string("error"), err));
 }
 
 void
@@ -228,6 +259,8 @@ bus_request(struct buf *out, const char *method, const struct bus_req *r,
 	add_json(out, jv_string(method));
 	if (r && r->conn >= 0)
 		buf_addf(out, ",\"c\":%lld", (long long)r->conn);
+	if (r && r->conn >= 0 && r->r >= 0)
+		buf_addf(out, ",\"r\":%lld", (long long)r->r);
 	if (r && r->did) {
 		buf_adds(out, ",\"did\":");
 		add_json(out, jv_string(r->did));

@@ -4,9 +4,11 @@
  * so a stage can tell its own lines from others' by a prefix compare,
  * without parsing:
  *
- *   {"m":METHOD,"c":CONN,"did":DID,"role":ROLE,"id":ID,"p":PARAMS}  a request
- *   {"m":"tick","now":MS}                                             a timer tick
+ *   {"m":METHOD,"c":CONN,"r":N,"did":DID,"role":ROLE,"id":ID,"p":PARAMS}
+ *                                     a request (r: ns-serve's number for it)
+ *   {"m":"tick","now":MS}             a timer tick
  *   {"to":CONN,"msg":MSG}             send MSG to one connection
+ *   {"to":CONN,"r":N[,"msg":MSG]}     request N of CONN is done (MSG answers it)
  *   {"pub":SPACE,"msg":MSG}           send MSG to every subscriber of SPACE
  *   {"sub":CONN,"space":SPACE}        subscribe CONN to SPACE
  *   {"unsub":CONN,"space":SPACE}      and back
@@ -24,6 +26,11 @@
 
 #include "buf.h"
 
+/* Longest bus line any stage must read.  ns-serve keeps every request
+ * line it writes well below it, and stages' own lines (a history page, a
+ * beam) are far shorter. */
+#define BUS_LINE_MAX	(4u << 20)
+
 /* Protocol errors (share/doc/protocol.md, section 13). */
 enum bus_err {
 	E_PARSE, E_INVALID_REQUEST, E_METHOD, E_PARAMS, E_INTERNAL,
@@ -36,6 +43,7 @@ struct bus_req {
 	jv line;                /* the whole line */
 	const char *method;     /* points into line */
 	int64_t conn;           /* -1 when absent */
+	int64_t r;              /* ns-serve's request number, -1 when absent */
 	const char *did;        /* authenticated DID, or NULL */
 	const char *role;       /* "client", "node", or NULL */
 	jv id;                  /* JSON-RPC id; jv_invalid() for a notification */
@@ -55,7 +63,8 @@ int bus_method(const char *p, size_t len, char *out, size_t outlen);
 int bus_parse(const char *p, size_t len, struct bus_req *r);
 void bus_req_free(struct bus_req *r);
 
-/* JSON-RPC answers to request r (borrowed); no-ops for notifications. */
+/* JSON-RPC answers to request r (borrowed).  For a notification nothing
+ * is sent, but ns-serve still learns that the request is done. */
 void bus_result(struct buf *out, const struct bus_req *r, jv result);
 void bus_error(struct buf *out, const struct bus_req *r, enum bus_err e,
     const char *message);
@@ -65,6 +74,9 @@ void bus_error_data(struct buf *out, const struct bus_req *r,
     enum bus_err e, const char *message, jv data);
 /* The JSON-RPC error object for e (code, message, data.reason). */
 jv bus_error_object(enum bus_err e, const char *message);
+/* Request r (borrowed) is done without an answer (a notification that
+ * was taken, or one whose work another stage goes on with and answers). */
+void bus_done(struct buf *out, const struct bus_req *r);
 /* Error code and reason word of e. */
 int bus_err_code(enum bus_err e);
 const char *bus_err_reason(enum bus_err e);
@@ -75,8 +87,8 @@ void bus_publish(struct buf *out, const char *space, jv msg);
 jv bus_notification(const char *method, jv params);
 void bus_subscribe(struct buf *out, int64_t conn, const char *space, int on);
 void bus_close(struct buf *out, int64_t conn, int code, const char *reason);
-/* A request line for method with params, carrying r's connection, DID,
- * role and id (r borrowed; NULL for none), so whoever handles it can
+/* A request line for method with params, carrying r's connection, number,
+ * DID, role and id (r borrowed; NULL for none), so whoever handles it can
  * answer r's sender. */
 void bus_request(struct buf *out, const char *method, const struct bus_req *r,
     jv params);

@@ -182,8 +182,10 @@ client() {
 	[ "${#lines[@]}" -eq 2 ]
 	assert_jq "select(.id == \"login\") | .result == {did: \"$ALICE_DID\", role: \"client\", node: \"$NODE_DID\"}" "${lines[1]}"
 	wait_until 5 has_line a.out ".m == \"conn.open\" and .c == 1 and .did == \"$ALICE_DID\" and .role == \"client\""
-	assert_match '^\{"m":"conn.open","c":1,"did":"[^"]+","role":"client"\}$' "$(head -n 1 a.out)"
-	wait_until 5 has_line a.out '. == {m: "conn.close", c: 1}'
+	# first the news that earlier connections are gone, then the login
+	assert_match '^\{"m":"conn.reset","first":1\}$' "$(head -n 1 a.out)"
+	assert_match '^\{"m":"conn.open","c":1,"did":"[^"]+","role":"client"\}$' "$(sed -n 2p a.out)"
+	wait_until 5 has_line a.out ". == {m: \"conn.close\", c: 1, did: \"$ALICE_DID\", role: \"client\"}"
 }
 
 # login_fails WSC-OPTION... : the login is refused with unauthenticated,
@@ -348,7 +350,7 @@ EOF
 	! grep -q 'log.append\|node.submit\|"id":3' a.out
 }
 
-@test "ns-serve: a request becomes one bus line: m, c, did, role, id, p" {
+@test "ns-serve: a request becomes one bus line: m, c, r, did, role, id, p" {
 	start_serve a
 	run -0 "$WSC" -p "$PORT" -k "$ALICE_KEY" --fragment 7 --nl '<NL>' <<'EOF'
 {"params":{"space":"channel/x/y","b":[1,2],"a":"é"},"method":"space.info","id":"r-1","jsonrpc":"2.0"}
@@ -357,9 +359,9 @@ EOF
 EOF
 	wait_until 5 has_line a.out '.m == "space.members"'
 	local did=$ALICE_DID
-	grep -qxF "{\"m\":\"space.info\",\"c\":1,\"did\":\"$did\",\"role\":\"client\",\"id\":\"r-1\",\"p\":{\"a\":\"é\",\"b\":[1,2],\"space\":\"channel/x/y\"}}" a.out
-	grep -qxF "{\"m\":\"unsubscribe\",\"c\":1,\"did\":\"$did\",\"role\":\"client\",\"p\":{}}" a.out
-	grep -qxF "{\"m\":\"space.members\",\"c\":1,\"did\":\"$did\",\"role\":\"client\",\"id\":9,\"p\":{}}" a.out
+	grep -qxF "{\"m\":\"space.info\",\"c\":1,\"r\":1,\"did\":\"$did\",\"role\":\"client\",\"id\":\"r-1\",\"p\":{\"a\":\"é\",\"b\":[1,2],\"space\":\"channel/x/y\"}}" a.out
+	grep -qxF "{\"m\":\"unsubscribe\",\"c\":1,\"r\":2,\"did\":\"$did\",\"role\":\"client\",\"p\":{}}" a.out
+	grep -qxF "{\"m\":\"space.members\",\"c\":1,\"r\":3,\"did\":\"$did\",\"role\":\"client\",\"id\":9,\"p\":{}}" a.out
 }
 
 @test "ns-serve: a node-role login may use node methods, and its responses reach the bus" {
@@ -371,7 +373,7 @@ EOF
 	assert_jq '.result.role == "node"' "${lines[1]}"
 	wait_until 5 has_line a.out '.m == "rpc.response"'
 	has_line a.out ".m == \"node.sync\" and .role == \"node\" and .did == \"$CAROL_DID\" and .id == 1"
-	grep -qxF "{\"m\":\"rpc.response\",\"c\":1,\"did\":\"$CAROL_DID\",\"role\":\"node\",\"p\":{\"id\":5,\"jsonrpc\":\"2.0\",\"result\":{\"envelope\":{}}}}" a.out
+	grep -qxF "{\"m\":\"rpc.response\",\"c\":1,\"r\":2,\"did\":\"$CAROL_DID\",\"role\":\"node\",\"p\":{\"id\":5,\"jsonrpc\":\"2.0\",\"result\":{\"envelope\":{}}}}" a.out
 }
 
 @test "ns-serve: responses from clients are ignored" {
@@ -460,7 +462,7 @@ EOF
 	wait_until 5 has_line c1.out '.wsc == "close"'
 	has_line c1.out '.last == 1'
 	has_line c1.out '.code == 4001 and .reason == "bye now"'
-	wait_until 5 has_line a.out '. == {m: "conn.close", c: 1}'
+	wait_until 5 has_line a.out '.m == "conn.close" and .c == 1'
 }
 
 @test "ns-serve: a message over --max-msg is closed with 1009" {
@@ -508,7 +510,7 @@ EOF
 	for i in $(seq 600); do
 		printf '{"pub":"s","msg":{"n":%d,"pad":"%s"}}\n' "$i" "$blob"
 	done >&5
-	wait_until 15 has_line a.out '. == {m: "conn.close", c: 1}'
+	wait_until 15 has_line a.out '.m == "conn.close" and .c == 1'
 	grep -q 'connection 1: over 65536 unsent bytes' a.err
 	# the server is still fine
 	run -0 "$WSC" -p "$PORT" -k "$BOB_KEY" --count 2 </dev/null
@@ -544,6 +546,7 @@ EOF
 	wait_until 5 has_line a.out '.m == "conn.open"'
 	local blob
 	blob=$(head -c 20000 /dev/zero | tr '\0' x)
+	blob=$(head -c $((4 * 1024 * 1024 + 10)) /dev/zero | tr '\0' x)
 	bus "{\"to\":1,\"msg\":{\"big\":\"$blob\"}}" '{"to":1,"msg":{"small":1}}'
 	wait_until 5 has_line c1.out '.small == 1'
 	! has_line c1.out '.big'
@@ -592,7 +595,7 @@ ticks_at_least() {
 	wait_until 5 has_line c1.out '.wsc == "close"'
 	has_line c1.out '.before == "eof"'
 	has_line c1.out '.code == 1001'
-	has_line a.out '. == {m: "conn.close", c: 1}'
+	has_line a.out '.m == "conn.close" and .c == 1'
 }
 
 @test "ns-serve: SIGTERM closes connections with 1001 and exits 0" {
@@ -643,17 +646,17 @@ all_requests() {
 }
 
 @test "ns-serve: a stalled stdout pauses reading but not serving, and loses nothing" {
-	local n=12000 pad
+	local n=4000 pad
 	mkfifo a.in a.outfifo
 	exec 7<>a.outfifo		# open, but nobody reads yet
-	ns-serve -k "$NODE_KEY" -l 127.0.0.1:0 --port-file a.port \
-	    <a.in >a.outfifo 2>a.err 3>&- 5>&- 6>&- 7>&- &
+	ns-serve -k "$NODE_KEY" -l 127.0.0.1:0 --port-file a.port --max-inflight 4096 \
+	    --max-did-inflight 4096 <a.in >a.outfifo 2>a.err 3>&- 5>&- 6>&- 7>&- &
 	SERVE_PID=$!
 	PIDS+=("$SERVE_PID")
 	exec 5>a.in
 	wait_until 10 test -s a.port
 	PORT=$(cat a.port)
-	pad=$(head -c 1000 /dev/zero | tr '\0' p)
+	pad=$(head -c 3000 /dev/zero | tr '\0' p)
 	awk -v n="$n" -v pad="$pad" 'BEGIN { for (i = 1; i <= n; i++)
 	    printf "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"space.info\",\"params\":{\"space\":\"%s\"}}\n", i, pad }' >reqs
 	"$WSC" -p "$PORT" -k "$ALICE_KEY" --timeout 60 <reqs >c1.out 2>c1.err 3>&- 5>&- 6>&- 7>&- &
@@ -674,4 +677,169 @@ all_requests() {
 	[ "$(jq -c 'select(.m == "space.info") | .id' a.out | awk '$1 != NR { bad = 1 } END { print NR, bad + 0 }')" = "$n 0" ]
 	exec 5>&-
 	exits_0 "$SERVE_PID"
+}
+
+@test "ns-serve: RFC 6455 faults are answered with a close frame that names them" {
+	start_serve a
+	# a client frame without a mask (5.1)
+	run -0 "$WSC" -p "$PORT" --count 5 --unmasked <<<'{"jsonrpc":"2.0","id":1,"method":"space.info"}'
+	assert_jq '.wsc == "close" and .code == 1002 and (.reason | test("unmasked"))' "${lines[1]}"
+	# a ping over 125 bytes (5.5)
+	run -0 "$WSC" -p "$PORT" --count 5 --ping 200 </dev/null
+	assert_jq '.wsc == "close" and .code == 1002 and (.reason | test("125"))' "${lines[1]}"
+	# a ping within the limit is answered, and the connection lives on
+	run -0 "$WSC" -p "$PORT" -k "$ALICE_KEY" --count 3 --ping 100 <<<'{"jsonrpc":"2.0","id":1,"method":"nope"}'
+	assert_jq '.result.role == "client"' "${lines[1]}"
+	assert_jq '.id == 1 and .error.data.reason == "method_not_found"' "${lines[2]}"
+	# an oversize message in fragments is closed before it is all read
+	run -0 "$WSC" -p "$PORT" -k "$ALICE_KEY" --count 5 --big 1100000 --fragment 65536 </dev/null
+	assert_jq '.wsc == "close" and .code == 1009' "${lines[2]}"
+	# plain HTTP gets an HTTP answer, not a dropped connection
+	exec 4<>"/dev/tcp/127.0.0.1/$PORT"
+	printf 'GET / HTTP/1.1\r\nHost: x\r\n\r\n' >&4
+	read -r -t 5 status <&4
+	exec 4<&-
+	[[ "$status" == "HTTP/1.1 426 Upgrade Required"* ]]
+}
+
+@test "ns-serve: an id comes back exactly as sent, or the request is invalid_request" {
+	start_serve a
+	run -0 "$WSC" -p "$PORT" -k "$ALICE_KEY" <<'EOF2'
+{"jsonrpc":"2.0","id":9007199254740993,"method":"space.info","params":{}}
+{"jsonrpc":"2.0","id":123456789012345678901234567890,"method":"space.info","params":{}}
+{"jsonrpc":"2.0","id":1.5,"method":"space.info","params":{}}
+{"jsonrpc":"2.0","id":1e2,"method":"space.info","params":{}}
+{"jsonrpc":"2.0","id":-0,"method":"space.info","params":{}}
+{"jsonrpc":"2.0","id":true,"method":"space.info","params":{}}
+{"jsonrpc":"2.0","id":"space.info\u0000","method":"space.info\u0000","params":{}}
+{"jsonrpc":"2.0","id":9007199254740991,"method":"space.info","params":{}}
+{"jsonrpc":"2.0","id":-42,"method":"space.members","params":{}}
+{"jsonrpc":"2.0","\u0069d":"esc","method":"space.history","params":{}}
+EOF2
+	# six refused with id null, the NUL method refused by name
+	[ "$(printf '%s\n' "${lines[@]}" | jq -s 'map(select(.error.data.reason == "invalid_request" and .id == null)) | length')" = 6 ]
+	printf '%s\n' "${lines[@]}" | jq -e -s 'map(select(.id == "space.info\u0000")) | .[0].error.data.reason == "method_not_found"' >/dev/null
+	wait_until 5 has_line a.out '.m == "space.history"'
+	grep -q '"m":"space.info","c":1,"r":[0-9]*,"did":"[^"]*","role":"client","id":9007199254740991,' a.out
+	grep -q '"m":"space.members","c":1,"r":[0-9]*,"did":"[^"]*","role":"client","id":-42,' a.out
+	has_line a.out '.m == "space.history" and .id == "esc"'
+	[ "$(count_lines a.out '.m == "space.info"')" -eq 1 ]
+}
+
+@test "ns-serve: params that grow past the limit in canonical form are too_large" {
+	start_serve a --max-msg 20000
+	local nums
+	nums=$(yes 1e20 | head -n 3000 | paste -sd, -)
+	run -0 "$WSC" -p "$PORT" -k "$ALICE_KEY" --count 3 <<<"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"space.info\",\"params\":{\"n\":[$nums]}}"
+	assert_jq '.id == 1 and .error.data.reason == "too_large"' "${lines[2]}"
+	! has_line a.out '.m == "space.info"'
+}
+
+@test "ns-serve: a connection has at most --max-inflight requests in the node" {
+	start_serve a --max-inflight 2
+	client c1 -k "$ALICE_KEY" --count 9 --timeout 20
+	wait_until 5 has_line a.out '.m == "conn.open"'
+	pkill -f -- "-p $PORT -k $ALICE_KEY --count 9" || true
+	printf '%s\n' '{"jsonrpc":"2.0","id":1,"method":"space.info","params":{}}' \
+	    '{"jsonrpc":"2.0","id":2,"method":"space.info","params":{}}' \
+	    '{"jsonrpc":"2.0","id":3,"method":"space.info","params":{}}' \
+	    '{"jsonrpc":"2.0","method":"space.info","params":{}}' \
+	    '{"jsonrpc":"2.0","id":5,"method":"space.info","params":{}}' >reqs
+	"$WSC" -p "$PORT" -k "$BOB_KEY" --timeout 20 --count 5 <reqs >c2.out 2>c2.err 3>&- 5>&- 6>&- &
+	PIDS+=("$!")
+	wait_until 5 has_line a.out '.m == "space.info" and .id == 2'
+	sleep 0.3
+	[ "$(count_lines a.out '.m == "space.info"')" -eq 2 ]
+	# an answer ends request 1 and frees its slot; a bare end frees one too
+	local c r1 r2
+	c=$(jq -r 'select(.m == "space.info" and .id == 1) | .c' a.out)
+	r1=$(jq -r 'select(.m == "space.info" and .id == 1) | .r' a.out)
+	bus "{\"to\":$c,\"r\":$r1,\"msg\":{\"id\":1,\"jsonrpc\":\"2.0\",\"result\":{}}}"
+	wait_until 5 has_line a.out '.m == "space.info" and .id == 3'
+	r2=$(jq -r 'select(.m == "space.info" and .id == 2) | .r' a.out)
+	bus "{\"to\":$c,\"r\":$r2}"
+	wait_until 5 has_line a.out '.m == "space.info" and (has("id") | not)'
+	[ "$(count_lines a.out '.m == "space.info"')" -eq 4 ]
+	has_line c2.out '.id == 1 and .result == {}'
+	# an answer for a request that is not in the node goes nowhere
+	bus "{\"to\":$c,\"r\":$r1,\"msg\":{\"id\":1,\"again\":true}}"
+	sleep 0.3
+	! has_line c2.out '.again'
+}
+
+@test "ns-serve: one DID over --max-did-inflight is answered busy with a retry hint" {
+	start_serve a --max-inflight 2 --max-did-inflight 3
+	printf '%s\n' '{"jsonrpc":"2.0","id":1,"method":"space.info","params":{}}' \
+	    '{"jsonrpc":"2.0","id":2,"method":"space.info","params":{}}' >two
+	"$WSC" -p "$PORT" -k "$ALICE_KEY" --timeout 20 --count 9 <two >c1.out 2>c1.err 3>&- 5>&- 6>&- &
+	PIDS+=("$!")
+	wait_until 5 has_line a.out '.m == "space.info" and .id == 2'
+	run -0 "$WSC" -p "$PORT" -k "$ALICE_KEY" --count 3 <two
+	assert_jq '.id == 2 and .error.code == -32008 and .error.data.reason == "busy" and .error.data.retryAfter > 0' "${lines[2]}"
+	[ "$(count_lines a.out '.m == "space.info"')" -eq 3 ]
+	# another user is not held back
+	"$WSC" -p "$PORT" -k "$BOB_KEY" --timeout 20 --count 9 <two >c3.out 2>c3.err 3>&- 5>&- 6>&- &
+	PIDS+=("$!")
+	wait_until 5 has_line a.out ".m == \"space.info\" and .did == \"$(jq -r .did "$BOB_KEY")\""
+}
+
+@test "ns-serve: a request the node never finishes is answered internal after --request-timeout" {
+	start_serve a --request-timeout 1
+	run -0 "$WSC" -p "$PORT" -k "$ALICE_KEY" --count 3 --timeout 10 <<<'{"jsonrpc":"2.0","id":"slow","method":"space.info","params":{}}'
+	assert_jq '.id == "slow" and .error.data.reason == "internal"' "${lines[2]}"
+	grep -q 'timed out' a.err
+}
+
+@test "ns-serve: a DID has at most --max-did-conn connections" {
+	start_serve a --max-did-conn 1
+	client c1 -k "$ALICE_KEY" --count 9 --timeout 20
+	wait_until 5 has_line a.out '.m == "conn.open"'
+	run -0 "$WSC" -p "$PORT" -k "$ALICE_KEY" --count 5 </dev/null
+	assert_jq '.id == "login" and .error.data.reason == "busy"' "${lines[1]}"
+	assert_jq '.wsc == "close" and .code == 1013' "${lines[2]}"
+	run -0 "$WSC" -p "$PORT" -k "$BOB_KEY" --count 2 </dev/null
+	assert_jq '.result.role == "client"' "${lines[1]}"
+}
+
+@test "ns-serve: a node connection reads but submits only through node.submit" {
+	start_serve a
+	run -0 "$WSC" -p "$PORT" -k "$CAROL_KEY" --role node --count 4 <<'EOF2'
+{"jsonrpc":"2.0","id":1,"method":"space.beam","params":{}}
+{"jsonrpc":"2.0","id":2,"method":"space.create","params":{}}
+EOF2
+	assert_jq '.id == 1 and .error.data.reason == "method_not_found" and (.error.message | test("node.submit"))' "${lines[2]}"
+	assert_jq '.id == 2 and .error.data.reason == "method_not_found"' "${lines[3]}"
+	! has_line a.out '.m == "space.beam" or .m == "space.create"'
+}
+
+@test "ns-serve: resync lists every subscription for the stage that lost them" {
+	start_serve a
+	client c1 -k "$ALICE_KEY" --count 9 --timeout 20
+	wait_until 5 has_line a.out '.m == "conn.open"'
+	bus '{"sub":1,"space":"channel/a/b"}' '{"sub":1,"space":"dm/c/d"}' '{"resync":"subs"}'
+	wait_until 5 has_line a.out '.m == "sub.restore" and .p.space == "dm/c/d"'
+	has_line a.out ". == {m: \"sub.restore\", c: 1, did: \"$ALICE_DID\", role: \"client\", p: {space: \"channel/a/b\"}}"
+}
+
+@test "ns-serve: --stats keeps a file of connection counts" {
+	start_serve a --stats a.stats --tick 100
+	client c1 -k "$ALICE_KEY" --count 9 --timeout 20
+	wait_until 5 has_line a.out '.m == "conn.open"'
+	wait_until 5 has_line a.stats '.clients == 1'
+	assert_jq ".pid == $SERVE_PID and .nodes == 0 and .subs == 0 and (.started | type == \"number\")" "$(cat a.stats)"
+}
+
+@test "ns-serve: the opening handshake answers RFC 6455's example key with its accept key" {
+	start_serve a
+	exec 4<>"/dev/tcp/127.0.0.1/$PORT"
+	printf 'GET /chat HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n' >&4
+	local head="" line
+	while IFS= read -r -t 5 line <&4; do
+		line=${line%$'\r'}
+		[ -z "$line" ] && break
+		head+="$line"$'\n'
+	done
+	exec 4<&-
+	[[ "$head" == "HTTP/1.1 101 Switching Protocols"* ]]
+	[[ "$head" == *"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo="* ]]
 }

@@ -29,7 +29,8 @@
 #include "msg.h"
 #include "sig.h"
 
-static int port, opt_binary, opt_stall, opt_badsig, count = -1;
+static int port, opt_binary, opt_stall, opt_badsig, opt_unmasked, count = -1;
+static long ping_len = -1;
 static long big, fragment, churn;
 static double timeout_s = 10;
 static int quiet_ms = 500;
@@ -48,7 +49,8 @@ usage(int status)
 	    "usage: wsc -p PORT [-k KEYFILE [--role R] [--nonce S] [--node S]\n"
 	    "           [--address S] [--ts MS] [--bad-sig] [--print-login FILE]]\n"
 	    "           [--binary] [--big N] [--fragment N] [--stall] [--count N]\n"
-	    "           [--timeout SEC] [--quiet MS] [--churn N] [--nl TOKEN]\n");
+	    "           [--timeout SEC] [--quiet MS] [--churn N] [--nl TOKEN]\n"
+	    "           [--unmasked] [--ping N]\n");
 	exit(status);
 }
 
@@ -95,8 +97,13 @@ send_frame(int op, int fin, const void *p, size_t n)
 	h[0] = (unsigned char)((fin ? 0x80 : 0) | op);
 	if (n < 126)
 		h[1] = (unsigned char)(0x80 | n);
-	else if (n < 65536) {
+	else if (n < 65536 && (op & 8) == 0) {
 		h[1] = 0x80 | 126;
+		h[2] = (unsigned char)(n >> 8);
+		h[3] = (unsigned char)n;
+		hl = 4;
+	} else if (n < 65536) {
+		h[1] = 0x80 | 126;	/* a control frame too: it is a test */
 		h[2] = (unsigned char)(n >> 8);
 		h[3] = (unsigned char)n;
 		hl = 4;
@@ -107,8 +114,14 @@ send_frame(int op, int fin, const void *p, size_t n)
 		hl = 10;
 	}
 	randombytes_buf(mask, 4);
-	memcpy(h + hl, mask, 4);
-	hl += 4;
+	if (opt_unmasked) {
+		/* a client that breaks RFC 6455 5.1 */
+		h[1] &= 0x7f;
+		memset(mask, 0, sizeof(mask));
+	} else {
+		memcpy(h + hl, mask, 4);
+		hl += 4;
+	}
 	m = xmalloc(hl + n);
 	memcpy(m, h, hl);
 	for (i = 0; i < n; i++)
@@ -464,6 +477,8 @@ main(int argc, char **argv)
 		{ "quiet", required_argument, NULL, 'q' },
 		{ "churn", required_argument, NULL, 'C' },
 		{ "nl", required_argument, NULL, 'n' },
+		{ "unmasked", no_argument, NULL, 'U' },
+		{ "ping", required_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -500,6 +515,8 @@ main(int argc, char **argv)
 		case 'q': quiet_ms = atoi(optarg); break;
 		case 'C': churn = atol(optarg); break;
 		case 'n': nl_token = optarg; break;
+		case 'U': opt_unmasked = 1; break;
+		case 'P': ping_len = atol(optarg); break;
 		case 'h': usage(0); break;
 		default: usage(2);
 		}
@@ -514,6 +531,12 @@ main(int argc, char **argv)
 	connect_ws();
 	if (key)
 		login(deadline);
+	if (ping_len >= 0) {
+		char *b = xmalloc((size_t)ping_len + 1);
+		memset(b, 'p', (size_t)ping_len);
+		send_frame(9, 1, b, (size_t)ping_len);
+		free(b);
+	}
 	if (big > 0) {
 		char *b = xmalloc((size_t)big);
 		memset(b, 'a', (size_t)big);

@@ -1,0 +1,372 @@
+/*
+ * Messages from peers: each whole text message is one JSON-RPC object.  A
+ * request that passes the checks here (JSON, a request object, an id the
+ * answer can carry back exactly, a method the connection's role may call,
+ * the caller's limits, the size of the bus line) becomes one request line
+ * on stdout; everything else is answered here.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "canon.h"
+#include "jsonl.h"
+#include "msg.h"
+#include "serve.h"
+
+static const char *const client_methods[] = {
+	"space.create", "space.join", "space.leave", "space.invite",
+	"space.remove", "space.rules", "space.beam", "space.history",
+	"space.members", "space.info", "subscribe", "unsubscribe",
+	"beam.get", "beam.delete", "stream.push", NULL,
+};
+
+/* A node reads as its members may, and submits events only through
+ * node.submit (protocol.md, section 10). */
+static const char *const node_methods[] = {
+	"space.history", "space.members", "space.info", "subscribe",
+	"unsubscribe", "beam.get",
+	"node.submit", "node.broadcast", "node.head", "node.sync",
+	"relay.join", "relay.leave", "relay.chunk", NULL,
+};
+
+static struct buf pbuf = BUF_INIT;	/* canonical params */
+
+static int
+listed(const char *const *list, const char *m, size_t n)
+{
+	for (; *list; list++)
+		if (strlen(*list) == n && memcmp(*list, m, n) == 0)
+			return 1;
+	return 0;
+}
+
+/* ---- the raw text of the id ---- */
+
+static const char *
+skip_ws(const char *p, const char *e)
+{
+	while (p < e && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+		p++;
+	return p;
+}
+
+static const char *
+skip_str(const char *p, const char *e)
+{
+	for (p++; p < e; p++) {
+		if (*p == '\\')
+			p++;
+		else if (*p == '"')
+			return p + 1;
+	}
+	return e;
+}
+
+static const char *
+skip_val(const char *p, const char *e)
+{
+	int d = 0;
+
+	if (p < e && *p == '"')
+		return skip_str(p, e);
+	if (p < e && (*p == '{' || *p == '[')) {
+		for (; p < e; p++) {
+			if (*p == '"') {
+				p = skip_str(p, e) - 1;
+				continue;
+			}
+			if (*p == '{' || *p == '[')
+				d++;
+			else if ((*p == '}' || *p == ']') && --d == 0)
+				return p + 1;
+		}
+		return e;
+	}
+	while (p < e && !strchr(",}] \t\r\n", *p))
+		p++;
+	return p;
+}
+
+/* 1 if the key token [k, ke) (quotes included) is "id", escapes read. */
+static int
+key_is_id(const char *k, const char *ke)
+{
+	jv s;
+	int r;
+
+	if (!memchr(k, '\\', (size_t)(ke - k)))
+		return ke - k == 4 && memcmp(k, "\"id\"", 4) == 0;
+	s = canon_parse(k, (size_t)(ke - k));
+	r = jv_get_kind(s) == JV_KIND_STRING &&
+	    jv_string_length_bytes(jv_copy(s)) == 2 &&
+	    memcmp(jv_string_value(s), "id", 2) == 0;
+	jv_free(s);
+	return r;
+}
+
+/*
+ * The text of the top-level "id" member of the object in p[0..len), which
+ * canon_parse has accepted (so it is well formed and has one "id" at
+ * most).  1 with *v, *vl set, or 0 when there is none.
+ */
+static int
+raw_id(const char *p, size_t len, const char **v, size_t *vl)
+{
+	const char *e = p + len, *k, *ke, *ve;
+
+	p = skip_ws(p, e);
+	if (p >= e || *p != '{')
+		return 0;
+	for (p++;;) {
+		p = skip_ws(p, e);
+		if (p >= e || *p != '"')
+			return 0;
+		k = p;
+		ke = skip_str(p, e);
+		p = skip_ws(ke, e);
+		if (p >= e || *p != ':')
+			return 0;
+		p = skip_ws(p + 1, e);
+		ve = skip_val(p, e);
+		if (key_is_id(k, ke)) {
+			*v = p;
+			*vl = (size_t)(ve - p);
+			return 1;
+		}
+		p = skip_ws(ve, e);
+		if (p >= e || *p != ',')
+			return 0;
+		p++;
+	}
+}
+
+/*
+ * A number id must be an integer written plainly (no fraction, no
+ * exponent, no -0) within +-(2^53 - 1): then the answer carries the very
+ * same number.  A double cannot hold larger ones exactly.
+ */
+static int
+number_id_ok(const char *s, size_t n)
+{
+	static const char max[] = "9007199254740991";
+	size_t i = 0, digits;
+
+	if (n && s[0] == '-')
+		i = 1;
+	digits = n - i;
+	if (digits == 0 || digits > sizeof(max) - 1)
+		return 0;
+	for (size_t j = i; j < n; j++)
+		if (s[j] < '0' || s[j] > '9')
+			return 0;
+	if (s[i] == '0' && (digits > 1 || i == 1))
+		return 0;
+	if (digits == sizeof(max) - 1 && memcmp(s + i, max, digits) > 0)
+		return 0;
+	return 1;
+}
+
+/* Why the id member of v (borrowed), sent as p[0..len), cannot be carried
+ * back exactly, or NULL. */
+static const char *
+id_problem(jv v, const char *p, size_t len)
+{
+	jv_kind k = jsonl_kind(v, "id");
+	const char *raw;
+	size_t rl;
+
+	switch (k) {
+	case JV_KIND_NULL:
+		return NULL;
+	case JV_KIND_STRING: {
+		jv s = jsonl_get(v, "id");
+		int n = jv_string_length_bytes(s);
+		return n > ID_MAX ? "a string id is longer than 256 bytes" :
+		    NULL;
+	}
+	case JV_KIND_NUMBER:
+		if (!raw_id(p, len, &raw, &rl) || !number_id_ok(raw, rl))
+			return "a number id must be an integer from "
+			    "-9007199254740991 to 9007199254740991, written "
+			    "without fraction or exponent";
+		return NULL;
+	default:
+		return "id must be a string, an integer or null";
+	}
+}
+
+/* The method member and its length (it may hold a NUL byte, and then
+ * is no method of ours), or NULL when it is not a string. */
+static const char *
+method_of(jv v, size_t *n)
+{
+	jv m = jsonl_get(v, "method");
+	const char *s = NULL;
+
+	if (jv_get_kind(m) == JV_KIND_STRING) {
+		*n = (size_t)jv_string_length_bytes(jv_copy(m));
+		s = jv_string_value(m);		/* v holds it */
+	}
+	jv_free(m);
+	return s;
+}
+
+/* The request line for v from c, with params in pbuf and id (borrowed). */
+static void
+emit_request(struct conn *c, const char *method, jv id, int64_t r)
+{
+	buf_addf(&obuf, "{\"m\":\"%s\",\"c\":%lld,\"r\":%lld,\"did\":\"%s\","
+	    "\"role\":\"%s\"", method, (long long)c->id, (long long)r, c->did,
+	    c->node_role ? "node" : "client");
+	if (jv_is_valid(id)) {
+		buf_adds(&obuf, ",\"id\":");
+		out_json(jv_copy(id));
+	}
+	buf_adds(&obuf, ",\"p\":");
+	buf_add(&obuf, pbuf.p, pbuf.len);
+	buf_adds(&obuf, "}\n");
+	out_line_done();
+}
+
+/* A response from a node to one of our requests: into the ring. */
+static void
+response(struct conn *c, jv v)
+{
+	int64_t r;
+
+	if (c->state != S_AUTH || !c->node_role)
+		return;
+	buf_reset(&pbuf);
+	if (canon_dump(v, NULL, &pbuf) != 0 || pbuf.len + 256 > line_max) {
+		warn("connection %lld: response too large, dropped",
+		    (long long)c->id);
+		return;
+	}
+	r = infl_add(c, jv_invalid());
+	buf_addf(&obuf, "{\"m\":\"rpc.response\",\"c\":%lld,\"r\":%lld,"
+	    "\"did\":\"%s\",\"role\":\"node\",\"p\":", (long long)c->id,
+	    (long long)r, c->did);
+	buf_add(&obuf, pbuf.p, pbuf.len);
+	buf_adds(&obuf, "}\n");
+	out_line_done();
+}
+
+void
+handle_msg(struct conn *c, const char *p, size_t len)
+{
+	jv v = canon_parse(p, len), id = jv_invalid(), params = jv_invalid();
+	const char *method, *s, *why;
+	size_t mlen = 0;
+	jv_kind k;
+	int has_id;
+	int64_t r;
+
+	if (!jv_is_valid(v)) {
+		jv m = jv_invalid_get_msg(v);
+		send_error(c, jv_null(), E_PARSE,
+		    jv_get_kind(m) == JV_KIND_STRING ? jv_string_value(m) :
+		    "not JSON");
+		jv_free(m);
+		return;
+	}
+	if (jv_get_kind(v) != JV_KIND_OBJECT) {
+		send_error(c, jv_null(), E_INVALID_REQUEST,
+		    jv_get_kind(v) == JV_KIND_ARRAY ?
+		    "batches are not supported" : "not a JSON-RPC object");
+		goto out;
+	}
+	if (c->outbound && c->state != S_AUTH) {
+		dial_step(c, v);
+		goto out;
+	}
+	if (!jsonl_has(v, "method") &&
+	    (jsonl_has(v, "result") || jsonl_has(v, "error"))) {
+		response(c, v);
+		goto out;
+	}
+	k = jsonl_kind(v, "id");
+	has_id = k != JV_KIND_INVALID;
+	if (has_id && (why = id_problem(v, p, len))) {
+		send_error(c, jv_null(), E_INVALID_REQUEST, why);
+		goto out;
+	}
+	if (has_id)
+		id = jsonl_get(v, "id");
+	s = jsonl_str(v, "jsonrpc");
+	method = method_of(v, &mlen);
+	if (!s || strcmp(s, "2.0") != 0 || !method) {
+		send_error(c, has_id ? jv_copy(id) : jv_null(),
+		    E_INVALID_REQUEST, !method ?
+		    "method missing or not a string" :
+		    "jsonrpc must be \"2.0\"");
+		goto out;
+	}
+	if (!c->outbound && mlen == 10 && memcmp(method, "auth.login", 10) == 0) {
+		if (!has_id)
+			send_error(c, jv_null(), E_INVALID_REQUEST,
+			    "auth.login needs an id");
+		else
+			do_login(c, v, jv_copy(id));
+		goto out;
+	}
+	if (c->state != S_AUTH) {
+		if (has_id)
+			send_error(c, jv_copy(id), E_UNAUTH, "log in first");
+		goto out;
+	}
+	if (!listed(c->node_role ? node_methods : client_methods, method,
+	    mlen)) {
+		if (has_id)
+			send_error(c, jv_copy(id), E_METHOD,
+			    listed(client_methods, method, mlen) ?
+			    "method not allowed to nodes: a node submits "
+			    "events with node.submit" :
+			    listed(node_methods, method, mlen) ?
+			    "method allowed to nodes only" :
+			    "method not found");
+		goto out;
+	}
+	k = jsonl_kind(v, "params");
+	if (k != JV_KIND_INVALID && k != JV_KIND_OBJECT) {
+		if (has_id)
+			send_error(c, jv_copy(id), E_PARAMS,
+			    "params must be an object");
+		goto out;
+	}
+	/* the cap is known only here; refusing before ns-log answers keeps
+	 * a client from believing in a subscription that was dropped */
+	if (strcmp(method, "subscribe") == 0 && c->nsubs >= SUBS_MAX) {
+		if (has_id)
+			send_error(c, jv_copy(id), E_TOO_LARGE,
+			    "at most 256 subscriptions per connection");
+		goto out;
+	}
+	/* one DID may not fill the node, however many connections it has */
+	if (c->acct && c->acct->inflight >= max_did_inflight) {
+		if (has_id)
+			send_error_data(c, jv_copy(id), E_BUSY, "too many "
+			    "requests in progress for this DID; retry later",
+			    jv_object_set(jv_object(), jv_string("retryAfter"),
+			    jv_number(BUSY_RETRY_MS)));
+		goto out;
+	}
+	params = k == JV_KIND_OBJECT ? jsonl_get(v, "params") : jv_object();
+	buf_reset(&pbuf);
+	/* what one message may cost the ring is bounded after the
+	 * canonical form, which can be longer than what was sent */
+	if (canon_dump(params, NULL, &pbuf) != 0 ||
+	    pbuf.len + 512 + (has_id ? ID_MAX : 0) > line_max) {
+		if (has_id)
+			send_error(c, jv_copy(id), E_TOO_LARGE, "params are "
+			    "too large once in canonical form");
+		goto out;
+	}
+	r = infl_add(c, id);
+	emit_request(c, method, id, r);
+out:
+	if (pbuf.cap > KEEP_MAX)
+		buf_free(&pbuf);
+	jv_free(params);
+	jv_free(id);
+	jv_free(v);
+}
