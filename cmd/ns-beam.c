@@ -1,11 +1,12 @@
 /*
  * ns-beam: the author-side beam store.  With --bus it is a stage of a
- * node's ring: it takes the requests space.beam, beam.get and beam.delete,
- * stores beams and tombstones in SQLite, turns an accepted space.beam into
- * a log.append for ns-log and a delete into one log.append per space that
- * refers to the beam, and passes every other line on unchanged, in order.
- * Lines are handled in batches, one transaction each; nothing leaves before
- * its batch is committed.  Without --bus, the commands put, get, delete and
+ * node's ring, after ns-log, which decides every request on a beam against
+ * the rules of the spaces that refer to it and sends on those it accepts:
+ * beam.store (keep the beam of a sequenced ref, answer the author),
+ * beam.read (answer a reader) and beam.bury (drop a deleted beam, keep its
+ * tombstone).  Every other line passes on unchanged, in order.  Lines are
+ * handled in batches, one transaction each; nothing leaves before its batch
+ * is committed.  Without --bus, the commands put, get, delete and
  * list work on the same database.  Exit 0 at the end of input, 1 if a
  * command refused some input, 2 on usage or environment trouble.
  */
@@ -94,7 +95,7 @@ struct verdict {
  * answer needs in case the batch does not commit. */
 struct item {
 	size_t off, len;        /* its output in the batch buffer */
-	int64_t conn;
+	int64_t conn, r;
 	jv id;                  /* owned */
 };
 
@@ -391,7 +392,8 @@ beam_put(struct store *s, jv beam, const char *path, jv *tomb)
  * -1 with v set when refused; -2 on a database error (reported).
  */
 static int
-beam_bury(struct store *s, jv t, jv *res, jv *sent, struct verdict *v)
+beam_bury(struct store *s, jv t, int keep, jv *res, jv *sent,
+    struct verdict *v)
 {
 	const char *path, *author;
 	jv spaces;
@@ -431,12 +433,12 @@ beam_bury(struct store *s, jv t, jv *res, jv *sent, struct verdict *v)
 	} else {
 		if ((rc = lookup(s, Q_BEAM, path)) < 0)
 			return -2;
-		if (rc == 0) {
+		if (rc == 0 && !keep) {
 			v->e = E_NOT_FOUND;
 			v->why = "no such beam on this node";
 			return -1;
 		}
-		if (strcmp(s->author.p, author) != 0)
+		if (rc > 0 && strcmp(s->author.p, author) != 0)
 			goto forbidden;
 		bind_text(s->q[Q_BURY], 1, path, PATH_LEN);
 		bind_text(s->q[Q_BURY], 2, author, strlen(author));
@@ -464,58 +466,35 @@ forbidden:
 }
 
 /*
- * --bus handlers.  Each appends its output lines to out and returns 0, or
- * -1 on a database error: the batch is then rolled back and every request
- * in it answered internal.
+ * --bus handlers, for the requests ns-log sends on once it has decided
+ * them (share/doc/node.md): beam.store, beam.read, beam.bury.  Each
+ * appends its output lines to out and returns 0, or -1 on a database
+ * error: the batch is then rolled back and every request in it answered
+ * internal.
  */
+
+/* beam.store {"beam","result"}: the ref is sequenced; keep the beam and
+ * answer result.  A beam deleted before stays deleted: gone. */
 static int
-bus_space_beam(struct store *s, struct buf *out, struct bus_req *r)
+bus_beam_store(struct store *s, struct buf *out, struct bus_req *r)
 {
-	jv ref = jsonl_get(r->params, "event");
 	jv beam = jsonl_get(r->params, "beam");
+	jv result = jsonl_get(r->params, "result");
 	jv tomb = jv_invalid();
-	struct verdict v = { E_BAD_EVENT, NULL };
-	const char *author, *space;
+	struct verdict v;
+	const char *space = jsonl_str(result, "space");
 	char path[PATH_LEN + 1];
 	int rc = 0;
 
-	if (jv_get_kind(ref) != JV_KIND_OBJECT ||
-	    jv_get_kind(beam) != JV_KIND_OBJECT) {
-		v.e = E_PARAMS;
-		v.why = "params need an event and a beam, both objects";
-		goto bad;
+	if (jv_get_kind(beam) != JV_KIND_OBJECT ||
+	    jv_get_kind(result) != JV_KIND_OBJECT || !space) {
+		bus_error(out, r, E_INTERNAL, "beam.store without a beam and "
+		    "a result");
+		goto out;
 	}
-	if (!streq(cstr(ref, "type"), "beam.ref")) {
-		v.why = "event is not a beam.ref";
-		goto bad;
-	}
-	space = cstr(ref, "space");
-	if (!space || !*space || strlen(space) > SPACE_MAX) {
-		v.why = "ref space is not a space id";
-		goto bad;
-	}
-	if (!(author = cstr(ref, "author"))) {
-		v.why = "ref has no author";
-		goto bad;
-	}
-	if (!path_ok(cstr(ref, "beam"))) {
-		v.why = "ref beam is not a beam path";
-		goto bad;
-	}
-	if (!streq(cstr(ref, "node"), s->node) ||
-	    !streq(cstr(ref, "address"), s->address)) {
-		v.why = "ref names another node to store the beam";
-		goto bad;
-	}
-	if (beam_check(s, beam, 0, path, &v) != 0)
-		goto bad;
-	if (!streq(cstr(beam, "author"), author)) {
-		v.why = "beam author is not the ref's author";
-		goto bad;
-	}
-	if (strcmp(path, cstr(ref, "beam")) != 0) {
-		v.why = "beam does not hash to the ref's path";
-		goto bad;
+	if (beam_check(s, beam, 0, path, &v) != 0) {
+		bus_error(out, r, v.e, v.why);
+		goto out;
 	}
 	if (beam_put(s, beam, path, &tomb) != 0) {
 		rc = -1;
@@ -533,21 +512,18 @@ bus_space_beam(struct store *s, struct buf *out, struct bus_req *r)
 		rc = -1;
 		goto out;
 	}
-	bus_request(out, "log.append", r,
-	    jv_object_set(jv_object(), jv_string("event"), ref));
-	ref = jv_invalid();
-	goto out;
-bad:
-	bus_error(out, r, v.e, v.why);
+	bus_result(out, r, result);
+	result = jv_invalid();
 out:
-	jv_free(ref);
 	jv_free(beam);
+	jv_free(result);
 	jv_free(tomb);
 	return rc;
 }
 
+/* beam.read {"beam"}: the reader may read it; answer from the store. */
 static int
-bus_beam_get(struct store *s, struct buf *out, struct bus_req *r)
+bus_beam_read(struct store *s, struct buf *out, struct bus_req *r)
 {
 	const char *path = cstr(r->params, "beam");
 	char id[HASH_ID_LEN + 1];
@@ -589,19 +565,30 @@ internal:
 	return 0;
 }
 
+/*
+ * beam.bury {"event","spaces"}: the tombstone is in those spaces; drop the
+ * content, keep the tombstone, answer {"beam","spaces"}.  A beam this node
+ * never stored is not_found, unless a space held a ref to it (the author
+ * beamed it through another node): its tombstone is kept all the same.
+ */
 static int
-bus_beam_delete(struct store *s, struct buf *out, struct bus_req *r)
+bus_beam_bury(struct store *s, struct buf *out, struct bus_req *r)
 {
 	jv t = jsonl_get(r->params, "event");
-	jv res = jv_invalid(), sent = jv_invalid(), spaces;
+	jv spaces = jsonl_get(r->params, "spaces");
+	jv res = jv_invalid(), sent = jv_invalid();
 	struct verdict v;
+	const char *path;
 	int rc = 0;
 
-	if (jv_get_kind(t) != JV_KIND_OBJECT) {
-		bus_error(out, r, E_PARAMS, "params need an event object");
+	if (jv_get_kind(t) != JV_KIND_OBJECT ||
+	    jv_get_kind(spaces) != JV_KIND_ARRAY) {
+		bus_error(out, r, E_INTERNAL, "beam.bury without an event and "
+		    "spaces");
 		goto out;
 	}
-	switch (beam_bury(s, t, &res, &sent, &v)) {
+	switch (beam_bury(s, t, jv_array_length(jv_copy(spaces)) > 0, &res,
+	    &sent, &v)) {
 	case -1:
 		bus_error(out, r, v.e, v.why);
 		goto out;
@@ -609,18 +596,16 @@ bus_beam_delete(struct store *s, struct buf *out, struct bus_req *r)
 		rc = -1;
 		goto out;
 	}
-	spaces = jsonl_get(res, "spaces");
+	path = cstr(t, "beam");
+	jv_free(res);
+	res = jv_object_set(jv_object(), jv_string("beam"), jv_string(path));
+	res = jv_object_set(res, jv_string("spaces"), spaces);
+	spaces = jv_invalid();
 	bus_result(out, r, res);
 	res = jv_invalid();
-	jv_array_foreach(spaces, i, sp) {
-		jv p = jv_object_set(jv_object(), jv_string("event"),
-		    jv_copy(sent));
-		bus_request(out, "log.append", NULL,
-		    jv_object_set(p, jv_string("space"), sp));
-	}
-	jv_free(spaces);
 out:
 	jv_free(t);
+	jv_free(spaces);
 	jv_free(res);
 	jv_free(sent);
 	return rc;
@@ -662,7 +647,7 @@ run_bus(struct store *s, size_t batch)
 	int r = JSONIN_VALUE;
 
 	jsonl_big_pipe(STDOUT_FILENO);
-	jsonin_init(&in, STDIN_FILENO, VALUE_MAX);
+	jsonin_init(&in, STDIN_FILENO, BUS_LINE_MAX);
 	while (r != JSONIN_EOF) {
 		int began = 0, failed = 0;
 
@@ -684,12 +669,12 @@ run_bus(struct store *s, size_t batch)
 				warn("line %lu: %s", lineno, why);
 				continue;
 			}
-			if (bus_is(p, len, "space.beam"))
-				handle = bus_space_beam;
-			else if (bus_is(p, len, "beam.get"))
-				handle = bus_beam_get;
-			else if (bus_is(p, len, "beam.delete"))
-				handle = bus_beam_delete;
+			if (bus_is(p, len, "beam.store"))
+				handle = bus_beam_store;
+			else if (bus_is(p, len, "beam.read"))
+				handle = bus_beam_read;
+			else if (bus_is(p, len, "beam.bury"))
+				handle = bus_beam_bury;
 			else {
 				buf_add(&out, p, len);
 				buf_addc(&out, '\n');
@@ -710,6 +695,7 @@ run_bus(struct store *s, size_t batch)
 			it = &items[n++];
 			it->off = out.len;
 			it->conn = req.conn;
+			it->r = req.r;
 			it->id = jv_copy(req.id);
 			if (!failed && handle(s, &out, &req) != 0)
 				failed = 1;
@@ -727,9 +713,10 @@ run_bus(struct store *s, size_t batch)
 				dberr(s);
 			buf_reset(&redo);
 			for (size_t i = 0; i < n; i++) {
-				struct bus_req sender = {	/* only conn and id */
+				struct bus_req sender = {	/* whom to answer */
 					.line = jv_invalid(), .conn = items[i].conn,
-					.id = items[i].id, .params = jv_invalid(),
+					.r = items[i].r, .id = items[i].id,
+					.params = jv_invalid(),
 				};
 				add(&redo, out.p + at, items[i].off - at);
 				bus_error(&redo, &sender, E_INTERNAL,
@@ -790,7 +777,7 @@ cmd_delete(struct store *s, struct buf *out, jv v, unsigned long lineno)
 		warn("line %lu: %s", lineno, why);
 		return -1;
 	}
-	switch (beam_bury(s, v, &res, &sent, &vd)) {
+	switch (beam_bury(s, v, 0, &res, &sent, &vd)) {
 	case -1:
 		warn("line %lu: %s", lineno, vd.why);
 		return -1;

@@ -387,8 +387,10 @@ main(int argc, char **argv)
 	}
 	memset(ws, 0, sizeof(ws));
 
-	if (b.bus)
+	if (b.bus) {
 		jsonl_big_pipe(STDOUT_FILENO);
+		max = BUS_LINE_MAX;	/* whatever ns-serve sends on */
+	}
 	jsonin_init(&in, STDIN_FILENO, max);
 	for (;;) {
 		char *p;

@@ -84,8 +84,13 @@ rd() {
 	    --arg r "${5:-client}" '{m:$m,c:7,did:$d,role:$r,id:$id,p:$p}'
 }
 
+# bus [OPTION...]: ns-log --bus on the test's database, without the line
+# it writes first at every start (it asks ns-serve for the subscriptions).
 bus() {
-	ns-log --bus -k "$NODEK" -d "$DB" -a "$ADDR" "$@"
+	local rc=0
+	ns-log --bus -k "$NODEK" -d "$DB" -a "$ADDR" "$@" >"$BATS_TEST_TMPDIR/bus.out" || rc=$?
+	sed '1{/^{"resync":"subs"}$/d;}' "$BATS_TEST_TMPDIR/bus.out"
+	return $rc
 }
 
 # jqt [JQ OPTIONS...] FILTER JSON: jq -e FILTER on JSON.
@@ -273,7 +278,8 @@ make_spaces() {
 		rd space.history "$B" 10 "{\"space\":\"$DM\"}"
 		rd space.history "$NODE_DID" 11 "{\"space\":\"$DM\"}" node
 		rd space.history "$C" 12 "{\"space\":\"$DM\"}" node
-		rd space.info "$C" 13 "{\"space\":\"$DM\"}")
+		rd space.info "$C" 13 "{\"space\":\"$DM\"}"
+		rd space.info "$B" 14 "{\"space\":\"$DM\"}")
 	[ "$(reason 1)" = forbidden ]
 	[ "$(reason 2)" = forbidden ]
 	[ "$(reason 3)" = ok ]
@@ -286,7 +292,9 @@ make_spaces() {
 	jqt '.result.head == 4' "$(ans 10)"
 	[ "$(reason 11)" = ok ]        # the node of a member
 	[ "$(reason 12)" = forbidden ] # a node no member lives on
-	jqt --arg dm "$DM" '.result.id == $dm and .result.rules == {join:"invite",post:"members",read:"members"}' "$(ans 13)"
+	# nothing derived from a members-only space reaches a stranger
+	[ "$(reason 13)" = forbidden ]
+	jqt --arg dm "$DM" '.result.id == $dm and .result.rules == {join:"invite",post:"members",read:"members"}' "$(ans 14)"
 	# no sub line for the refused subscription
 	[ "$(printf '%s\n' "$output" | jq -c 'select(.sub)' | wc -l)" -eq 1 ]
 }
@@ -507,7 +515,7 @@ make_spaces() {
 	{"m":"tick","now":1767225600000}
 	$(rd space.info "$A" 1 "{\"space\":\"$CH\"}")
 	{"to":3,"msg":{"jsonrpc":"2.0","id":1,"result":{}}}
-	{"m":"space.beam","c":3,"id":9,"p":{"event":{},"beam":{}}}
+	{"m":"beam.read","c":3,"id":9,"p":{"beam":"x"}}
 	{"m":"space.info2","c":3,"id":9,"p":{}}
 	{"m" : "space.info", "c":3, "id":10, "p":{}}
 	{"pub":"x","msg":{"a":[1, 2 ,3]}}
@@ -713,9 +721,12 @@ make_spaces() {
 @test "ns-log: answers leave at once, without waiting for more input" {
 	make_spaces
 	mkfifo "$BATS_TEST_TMPDIR/in" "$BATS_TEST_TMPDIR/out"
-	bus <"$BATS_TEST_TMPDIR/in" >"$BATS_TEST_TMPDIR/out" 3>&- &
+	ns-log --bus -k "$NODEK" -d "$DB" -a "$ADDR" <"$BATS_TEST_TMPDIR/in" >"$BATS_TEST_TMPDIR/out" 3>&- &
 	pid=$!
 	exec 5>"$BATS_TEST_TMPDIR/in" 6<"$BATS_TEST_TMPDIR/out"
+	# first of all, without input: the subscriptions ns-serve holds
+	read -r -t 10 line <&6
+	[ "$line" = '{"resync":"subs"}' ]
 	rq log.append "$A" 1 "$(ref "$AK" "$CH" 1)" >&5
 	read -r -t 10 line <&6
 	jqt '.msg.id == 1 and .msg.result.seq == 2' "$line"
@@ -728,4 +739,237 @@ make_spaces() {
 	wait "$pid"
 	pid=
 	exec 6<&-
+}
+
+# Real beams, for space.beam: mkbeam KEY JSON; bpath_of BEAM; refto KEY
+# SPACE PATH [NODE]; sbeam DID ID REF BEAM (a space.beam request, r = id).
+mkbeam() {
+	ns-sign -k "$1" --ts "$NS_NOW" <<<"$2"
+}
+bpath_of() {
+	printf 'beam/%s/%s' "$(jq -j .author <<<"$1" | h)" "$(printf %s "$1" | h)"
+}
+refto() {
+	sign "$1" "$(jq -nc --arg s "$2" --arg b "$3" --arg n "${4:-$NODE_DID}" --arg a "$ADDR" \
+	    '{type:"beam.ref",space:$s,beam:$b,node:$n,address:$a}')"
+}
+sbeam() {
+	jq -nc --arg d "$1" --argjson id "$2" --argjson e "$3" --argjson b "$4" \
+	    '{m:"space.beam",c:7,r:$id,did:$d,role:"client",id:$id,p:{event:$e,beam:$b}}'
+}
+# rdc CONN METHOD DID ID PARAMS [ROLE]: a request from connection CONN
+rdc() {
+	jq -nc --argjson c "$1" --arg m "$2" --arg d "$3" --argjson id "$4" --argjson p "$5" \
+	    --arg r "${6:-client}" '{m:$m,c:$c,r:$id,did:$d,role:$r,id:$id,p:$p}'
+}
+# line N FILTER: line N of $output satisfies FILTER
+line() {
+	jqt "$2" "${lines[$1]}"
+}
+
+@test "ns-log: space.beam sequences the ref, then hands the beam to ns-beam with the answer" {
+	make_spaces
+	beam=$(mkbeam "$AK" '{"type":"beam","title":"hi"}')
+	P=$(bpath_of "$beam")
+	run -0 bus <<<"$(sbeam "$A" 1 "$(refto "$AK" "$CH" "$P")" "$beam")"
+	[ "${#lines[@]}" -eq 2 ]
+	[[ "${lines[0]}" == '{"m":"beam.store",'* ]]
+	line 0 ".c == 7 and .r == 1 and .id == 1 and .did == \"$A\" and .role == \"client\""
+	line 0 ".p.result.space == \"$CH\" and .p.result.seq == 2 and .p.result.beam == \"$P\" and (.p.result.eventId | length) == 43"
+	[ "$(jq -c .p.beam <<<"${lines[0]}")" = "$beam" ]
+	line 1 ".pub == \"$CH\" and .msg.params.seq == 2 and .msg.params.event.beam == \"$P\""
+	# the same request again: stored again (in case ns-beam lost it), sequenced once
+	run -0 bus <<<"$(sbeam "$A" 2 "$(refto "$AK" "$CH" "$P")" "$beam")"
+	[ "${#lines[@]}" -eq 1 ]
+	line 0 '.m == "beam.store" and .p.result.seq == 2'
+}
+
+@test "ns-log: a refused space.beam leaves nothing stored and nothing for ns-beam" {
+	make_spaces
+	bb=$(mkbeam "$BK" '{"type":"beam","title":"spam"}')
+	BP=$(bpath_of "$bb")
+	other="channel/${B#did:key:}/nowhere"
+	run -0 bus < <(
+		sbeam "$B" 1 "$(refto "$BK" "$CH" "$BP")" "$bb"
+		sbeam "$B" 2 "$(refto "$BK" "$DM" "$BP")" "$bb"
+		rq space.join "$B" 3 "$(join "$BK" "$ST")"
+		sbeam "$B" 4 "$(refto "$BK" "$ST" "$BP")" "$bb"
+		sbeam "$B" 5 "$(refto "$BK" "$other" "$BP")" "$bb")
+	[ "$(reason 1)" = forbidden ]
+	[ "$(reason 2)" = forbidden ]
+	[ "$(reason 4)" = forbidden ]
+	[ "$(reason 5)" = not_found ]
+	! printf '%s\n' "$output" | grep -q beam.store
+	[ "$(pubs | wc -l)" -eq 1 ]	# the join only
+}
+
+@test "ns-log: space.beam checks the beam against its ref" {
+	make_spaces
+	beam=$(mkbeam "$AK" '{"type":"beam","title":"hi"}')
+	P=$(bpath_of "$beam")
+	other=$(mkbeam "$AK" '{"type":"beam","title":"other"}')
+	bobs=$(mkbeam "$BK" '{"type":"beam","title":"hi"}')
+	big=$BATS_TEST_TMPDIR/big
+	head -c 270000 /dev/zero | tr '\0' a >"$big"
+	jq -nc --rawfile b "$big" '{type:"beam",body:$b}' | ns-sign -k "$AK" --ts "$NS_NOW" >"$big.beam"
+	jq -nc --arg d "$A" --argjson e "$(refto "$AK" "$CH" "$(bpath_of "$(cat "$big.beam")")")" \
+	    --slurpfile b "$big.beam" '{m:"space.beam",c:7,r:6,did:$d,role:"client",id:6,p:{event:$e,beam:$b[0]}}' >"$big.req"
+	run -0 bus < <(
+		sbeam "$A" 1 "$(refto "$AK" "$CH" "$P")" "$other"
+		sbeam "$A" 2 "$(refto "$AK" "$CH" "$P")" "${beam/hi/ho}"
+		sbeam "$A" 3 "$(refto "$AK" "$CH" "$(bpath_of "$bobs")")" "$bobs"
+		sbeam "$A" 4 "$(refto "$AK" "$CH" "$P" "$B")" "$beam"
+		sbeam "$A" 5 "$(join "$AK" "$CH")" "$beam"
+		cat "$big.req"
+		jq -nc --arg d "$A" --argjson e "$(refto "$AK" "$CH" "$P")" '{m:"space.beam",c:7,id:7,did:$d,role:"client",p:{event:$e,beam:"text"}}'
+		sbeam "$A" 8 "$(refto "$AK" "$CH" "$P")" "$(jq -c '.ts = "soon"' <<<"$beam")")
+	[ "$(reason 1)" = bad_event ]	# does not hash to the path
+	jqt '.error.message | test("hash")' "$(ans 1)"
+	[ "$(reason 2)" = bad_event ]	# a changed byte
+	[ "$(reason 3)" = bad_event ]	# another author's beam
+	[ "$(reason 4)" = bad_event ]	# stored on another node
+	[ "$(reason 5)" = bad_event ]	# not a ref
+	[ "$(reason 6)" = too_large ]
+	[ "$(reason 7)" = invalid_params ]
+	[ "$(reason 8)" = bad_event ]
+	[ -z "$(pubs)" ]
+	! printf '%s\n' "$output" | grep -q beam.store
+}
+
+@test "ns-log: a beam is read by its author and by readers of a space that refers to it" {
+	make_spaces
+	d=$(mkbeam "$AK" '{"type":"beam","body":"for members"}')
+	DP=$(bpath_of "$d")
+	c=$(mkbeam "$AK" '{"type":"beam","body":"for all"}')
+	CP=$(bpath_of "$c")
+	lone=$(bpath_of "$(mkbeam "$AK" '{"type":"beam","body":"never referred to"}')")
+	get() {	# ID DID PATH [ROLE]
+		rdc 7 beam.get "$2" "$1" "{\"beam\":\"$3\"}" "${4:-client}"
+	}
+	run -0 bus < <(
+		sbeam "$A" 1 "$(refto "$AK" "$DM" "$DP")" "$d"
+		sbeam "$A" 2 "$(refto "$AK" "$CH" "$CP")" "$c"
+		get 3 "$B" "$DP"
+		get 4 "$A" "$DP"
+		get 5 "$NODE_DID" "$DP" node
+		get 6 "$B" "$DP" node
+		get 7 "$C" "$CP"
+		get 8 "$A" "$lone"
+		get 9 "$B" "$lone"
+		get 10 "$B" "beam/x/y"
+		rq space.invite "$A" 11 "$(invite "$AK" "$DM" "$B")"
+		rq space.join "$B" 12 "$(join "$BK" "$DM")"
+		get 13 "$B" "$DP")
+	read_of() {
+		printf '%s\n' "$output" | jq -c --argjson id "$1" 'select(.m == "beam.read" and .id == $id)'
+	}
+	[ "$(reason 3)" = not_found ]	# a stranger: no such beam
+	read_of 4 | grep -q .		# the author
+	read_of 5 | grep -q .		# the node a member lives on
+	[ "$(reason 6)" = not_found ]	# another node
+	read_of 7 | grep -q .		# anyone, through a public channel
+	read_of 8 | grep -q .		# the author, even with no ref
+	[ "$(reason 9)" = not_found ]
+	[ "$(reason 10)" = invalid_params ]
+	read_of 13 | grep -q .		# a member now
+	jqt ".p == {beam:\"$DP\"} and .r == 13 and .c == 7" "$(read_of 13)"
+}
+
+@test "ns-log: beam.delete puts the tombstone into every space that refers to the beam, then buries it" {
+	make_spaces
+	beam=$(mkbeam "$AK" '{"type":"beam","title":"hi"}')
+	P=$(bpath_of "$beam")
+	T=$(tomb "$AK" "$P")
+	T2=$(sign "$AK" "$(jq -nc --arg b "$P" '{type:"beam.tombstone",beam:$b,ts:1767225600009}')")
+	del() {	# DID ID TOMB
+		jq -nc --arg d "$1" --argjson id "$2" --argjson t "$3" '{m:"beam.delete",c:7,r:$id,did:$d,role:"client",id:$id,p:{event:$t}}'
+	}
+	run -0 bus < <(
+		sbeam "$A" 1 "$(refto "$AK" "$CH" "$P")" "$beam"
+		sbeam "$A" 2 "$(refto "$AK" "$DM" "$P")" "$beam"
+		del "$B" 3 "$(tomb "$BK" "$P")"
+		del "$A" 4 "$T")
+	[ "$(reason 3)" = forbidden ]
+	bury=$(printf '%s\n' "$output" | jq -c 'select(.m == "beam.bury")')
+	jqt ".id == 4 and .r == 4 and .p.spaces == [\"$CH\",\"$DM\"]" "$bury"
+	[ "$(jq -c .p.event <<<"$bury")" = "$T" ]
+	# the tombstones go out after the burial is asked for
+	[ "$(pubs | jq -c 'select(.msg.params.event.type == "beam.tombstone") | .pub' | tr '\n' ' ')" = "\"$CH\" \"$DM\" " ]
+	[[ "$(printf '%s\n' "$output" | tail -n 3 | head -n 1)" == '{"m":"beam.bury",'* ]]
+	# again, or with another tombstone: the first one, and nothing new
+	run -0 bus < <(del "$A" 5 "$T"; del "$A" 6 "$T2")
+	[ -z "$(pubs)" ]
+	for id in 5 6; do
+		bury=$(printf '%s\n' "$output" | jq -c --argjson id $id 'select(.m == "beam.bury" and .id == $id)')
+		jqt ".p.spaces == [\"$CH\",\"$DM\"]" "$bury"
+		[ "$(jq -c .p.event <<<"$bury")" = "$T" ]
+	done
+	# a deleted beam does not come back
+	run -0 bus <<<"$(sbeam "$A" 7 "$(refto "$AK" "$CH" "$P")" "$beam")"
+	[ "$(reason 7)" = gone ]
+	[ "$(ans 7 | jq -c .error.data.tombstone)" = "$T" ]
+}
+
+@test "ns-log: a subscription ends the moment its reader loses read access" {
+	make_spaces
+	ev() {	# an event request on connection 7, r = id
+		rq "$1" "$2" "$3" "$4" | jq -c --argjson id "$3" '.r = $id'
+	}
+	run -0 bus < <(
+		ev space.invite "$A" 1 "$(invite "$AK" "$DM" "$B")"
+		ev space.join "$B" 2 "$(join "$BK" "$DM")"
+		rdc 8 subscribe "$B" 3 "{\"space\":\"$DM\"}"
+		rdc 9 subscribe "$A" 4 "{\"space\":\"$DM\"}"
+		rdc 10 subscribe "$C" 5 "{\"space\":\"$CH\"}"
+		rdc 11 subscribe "$B" 6 "{\"space\":\"$CH\"}"
+		ev space.join "$B" 7 "$(join "$BK" "$CH")"
+		TYPE=space.remove ev space.remove "$A" 8 "$(TYPE=space.remove invite "$AK" "$DM" "$B")"
+		ev log.append "$A" 9 "$(ref "$AK" "$DM" 1)"
+		ev space.rules "$A" 10 "$(rules "$AK" "$CH" '{"read":"members"}')"
+		ev log.append "$A" 11 "$(ref "$AK" "$CH" 1)")
+	[ "$(reason 8)" = ok ]
+	[ "$(reason 10)" = ok ]
+	# bob is cut off right after his removal, before the next envelope
+	i=$(printf '%s\n' "${lines[@]}" | grep -n '"space.remove"' | grep pub | cut -d: -f1)
+	line "$i" ". == {unsub:8,space:\"$DM\"}"
+	line $((i + 1)) ".to == 8 and .msg == {jsonrpc:\"2.0\",method:\"unsubscribed\",params:{space:\"$DM\",reason:\"forbidden\",message:.msg.params.message}}"
+	# carol is cut off the channel by the rules; bob, a member, is not
+	printf '%s\n' "$output" | jq -e -s "map(select(.unsub)) == [{unsub:8,space:\"$DM\"},{unsub:10,space:\"$CH\"}]" >/dev/null
+	i=$(printf '%s\n' "${lines[@]}" | grep -n '"space.rules"' | grep pub | cut -d: -f1)
+	line "$i" ". == {unsub:10,space:\"$CH\"}"
+	[ "$(printf '%s\n' "$output" | jq -c 'select(.msg.method == "unsubscribed") | .to' | tr '\n' ' ')" = "8 10 " ]
+}
+
+@test "ns-log: a closed connection's subscriptions are forgotten; restored ones are checked" {
+	make_spaces
+	run -0 bus < <(
+		rq space.invite "$A" 1 "$(invite "$AK" "$DM" "$B")"
+		rq space.join "$B" 2 "$(join "$BK" "$DM")"
+		rdc 8 subscribe "$B" 3 "{\"space\":\"$DM\"}"
+		echo '{"m":"conn.close","c":8,"did":"x","role":"client"}'
+		TYPE=space.remove rq space.remove "$A" 4 "$(TYPE=space.remove invite "$AK" "$DM" "$B")")
+	[ "$(reason 4)" = ok ]
+	! printf '%s\n' "$output" | grep -q unsub
+	# a new ns-log learns the subscriptions from ns-serve and ends those
+	# that may no longer be read
+	run -0 bus < <(
+		jq -nc --arg b "$B" --arg dm "$DM" '{m:"sub.restore",c:20,did:$b,role:"client",p:{space:$dm}}'
+		jq -nc --arg a "$A" --arg dm "$DM" '{m:"sub.restore",c:21,did:$a,role:"client",p:{space:$dm}}'
+		rq space.rules "$A" 5 "$(rules "$AK" "$DM" '{"read":"members"}')")
+	[ "${lines[0]}" = "{\"unsub\":20,\"space\":\"$DM\"}" ]
+	line 1 '.to == 20 and .msg.method == "unsubscribed"'
+	[ "$(printf '%s\n' "$output" | grep -c '"unsub":')" -eq 1 ]
+}
+
+@test "ns-log: unsubscribe takes only a space id; answers carry ns-serve's number" {
+	run -0 bus < <(
+		rdc 7 unsubscribe "$A" 1 '{"space":""}'
+		rdc 7 unsubscribe "$A" 2 '{"space":"channel/../x"}'
+		rdc 7 unsubscribe "$A" 3 "{\"space\":\"$CH\"}")
+	[ "$(reason 1)" = invalid_params ]
+	[ "$(reason 2)" = invalid_params ]
+	[ "$(reason 3)" = ok ]
+	line 0 '.to == 7 and .r == 1'
+	line 2 ". == {unsub:7,space:\"$CH\"}"
+	line 3 '.to == 7 and .r == 3 and .msg.id == 3'
 }

@@ -29,7 +29,7 @@
 #include "msg.h"
 #include "sig.h"
 
-static int port, opt_binary, opt_stall, opt_badsig, opt_unmasked, count = -1;
+static int port, opt_binary, opt_stall, opt_badsig, opt_unmasked, opt_rtt, count = -1;
 static long ping_len = -1;
 static long big, fragment, churn;
 static double timeout_s = 10;
@@ -50,7 +50,9 @@ usage(int status)
 	    "           [--address S] [--ts MS] [--bad-sig] [--print-login FILE]]\n"
 	    "           [--binary] [--big N] [--fragment N] [--stall] [--count N]\n"
 	    "           [--timeout SEC] [--quiet MS] [--churn N] [--nl TOKEN]\n"
-	    "           [--unmasked] [--ping N]\n");
+	    "           [--unmasked] [--ping N] [--rtt]\n"
+	    "  --rtt: send stdin lines one at a time, each after the answer to the\n"
+	    "         one before, and print {\"wsc\":\"rtt\",\"ms\":N} for each\n");
 	exit(status);
 }
 
@@ -479,6 +481,7 @@ main(int argc, char **argv)
 		{ "nl", required_argument, NULL, 'n' },
 		{ "unmasked", no_argument, NULL, 'U' },
 		{ "ping", required_argument, NULL, 'P' },
+		{ "rtt", no_argument, NULL, 'R' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -517,6 +520,7 @@ main(int argc, char **argv)
 		case 'n': nl_token = optarg; break;
 		case 'U': opt_unmasked = 1; break;
 		case 'P': ping_len = atol(optarg); break;
+		case 'R': opt_rtt = 1; break;
 		case 'h': usage(0); break;
 		default: usage(2);
 		}
@@ -544,6 +548,27 @@ main(int argc, char **argv)
 		b[big - 1] = '"';
 		send_msg(1, b, (size_t)big);
 		free(b);
+	}
+	if (opt_rtt) {
+		/* one request at a time: how long each takes to be answered */
+		char *line = NULL;
+		size_t cap = 0;
+		ssize_t got;
+
+		while ((got = getline(&line, &cap, stdin)) > 0) {
+			double t0 = now_s();
+			if (line[got - 1] == '\n')
+				line[--got] = '\0';
+			send_line(line, (size_t)got);
+			r = wait_msg(deadline, &m, &n);
+			if (r != GOT_MSG)
+				finish(r == GOT_CLOSE ? 0 : r);
+			printf("{\"wsc\":\"rtt\",\"ms\":%.3f}\n",
+			    (now_s() - t0) * 1000);
+			fflush(stdout);
+		}
+		free(line);
+		finish(0);
 	}
 	if (opt_stall) {
 		/* read nothing more: a slow reader */

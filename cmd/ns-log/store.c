@@ -1,0 +1,378 @@
+/*
+ * The log database: its schema, the prepared statements every part uses,
+ * and the cache of space rows that keeps a batch from asking SQLite for
+ * the same space over and over.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "canon.h"
+#include "db.h"
+#include "jsonl.h"
+#include "log.h"
+#include "msg.h"
+
+static const char *const sqls[S_N] = {
+	[S_SPACE_GET] = "SELECT type, owner, name, node, address, rules, head, "
+	    "head_hash FROM spaces WHERE id = ?1",
+	[S_SPACE_INS] = "INSERT INTO spaces (id, type, owner, name, node, "
+	    "address, rules, head, head_hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, "
+	    "?7, 0, NULL)",
+	[S_SPACE_HEAD] = "UPDATE spaces SET head = ?2, head_hash = ?3 "
+	    "WHERE id = ?1",
+	[S_SPACE_RULES] = "UPDATE spaces SET rules = ?2 WHERE id = ?1",
+	[S_SPACES] = "SELECT id, type, name, owner, head FROM spaces ORDER BY id",
+	[S_ENV_DUP] = "SELECT seq FROM envelopes WHERE space = ?1 AND "
+	    "event_id = ?2",
+	[S_ENV_INS] = "INSERT INTO envelopes (space, seq, event_id, hash, body) "
+	    "VALUES (?1, ?2, ?3, ?4, ?5)",
+	[S_ENV_RANGE] = "SELECT seq, body FROM envelopes WHERE space = ?1 AND "
+	    "seq > ?2 ORDER BY seq LIMIT ?3",
+	[S_ENV_ALL] = "SELECT seq, event_id, hash, body FROM envelopes WHERE "
+	    "space = ?1 ORDER BY seq",
+	[S_MEM_GET] = "SELECT 1 FROM members WHERE space = ?1 AND did = ?2",
+	[S_MEM_INS] = "INSERT INTO members (space, did, node, address) "
+	    "VALUES (?1, ?2, ?3, ?4)",
+	[S_MEM_DEL] = "DELETE FROM members WHERE space = ?1 AND did = ?2",
+	[S_MEM_NODE] = "SELECT 1 FROM members WHERE space = ?1 AND node = ?2 "
+	    "LIMIT 1",
+	[S_MEM_LIST] = "SELECT did FROM members WHERE space = ?1 ORDER BY rowid",
+	[S_NODES] = "SELECT node, min(address) FROM members WHERE space = ?1 "
+	    "GROUP BY node ORDER BY min(rowid)",
+	[S_INV_GET] = "SELECT 1 FROM invited WHERE space = ?1 AND did = ?2",
+	[S_INV_INS] = "INSERT OR IGNORE INTO invited (space, did) VALUES (?1, ?2)",
+	[S_INV_DEL] = "DELETE FROM invited WHERE space = ?1 AND did = ?2",
+	[S_INV_LIST] = "SELECT did FROM invited WHERE space = ?1 ORDER BY rowid",
+	[S_REF_GET] = "SELECT 1 FROM refs WHERE space = ?1 AND beam = ?2 AND "
+	    "author = ?3",
+	[S_REF_INS] = "INSERT OR IGNORE INTO refs (space, beam, author) "
+	    "VALUES (?1, ?2, ?3)",
+	[S_REF_SPACES] = "SELECT space FROM refs WHERE beam = ?1 ORDER BY space",
+	[S_REF_AUTHOR] = "SELECT space FROM refs WHERE beam = ?1 AND "
+	    "author = ?2 ORDER BY space",
+	[S_GONE_GET] = "SELECT tomb FROM gone WHERE beam = ?1",
+	[S_GONE_INS] = "INSERT OR IGNORE INTO gone (beam, author, tomb) "
+	    "VALUES (?1, ?2, ?3)",
+};
+
+const char *const migrations[] = {
+	"CREATE TABLE spaces ("
+	"  id TEXT PRIMARY KEY NOT NULL,"
+	"  type TEXT NOT NULL,"
+	"  owner TEXT NOT NULL,"
+	"  name TEXT NOT NULL,"
+	"  node TEXT NOT NULL,"
+	"  address TEXT NOT NULL,"
+	"  rules TEXT NOT NULL,"
+	"  head INTEGER NOT NULL DEFAULT 0,"
+	"  head_hash TEXT"
+	") WITHOUT ROWID;"
+	"CREATE TABLE envelopes ("
+	"  space TEXT NOT NULL REFERENCES spaces (id),"
+	"  seq INTEGER NOT NULL,"
+	"  event_id TEXT NOT NULL,"
+	"  hash TEXT NOT NULL,"
+	"  body TEXT NOT NULL,"
+	"  PRIMARY KEY (space, seq),"
+	"  UNIQUE (space, event_id)"
+	");"
+	"CREATE TABLE members ("
+	"  space TEXT NOT NULL REFERENCES spaces (id),"
+	"  did TEXT NOT NULL,"
+	"  node TEXT NOT NULL,"
+	"  address TEXT NOT NULL,"
+	"  PRIMARY KEY (space, did)"
+	");"
+	"CREATE INDEX members_node ON members (space, node);"
+	"CREATE TABLE invited ("
+	"  space TEXT NOT NULL REFERENCES spaces (id),"
+	"  did TEXT NOT NULL,"
+	"  PRIMARY KEY (space, did)"
+	");"
+	"CREATE TABLE refs ("
+	"  space TEXT NOT NULL REFERENCES spaces (id),"
+	"  beam TEXT NOT NULL,"
+	"  author TEXT NOT NULL,"
+	"  PRIMARY KEY (space, beam)"
+	") WITHOUT ROWID;",
+	/* 2: which spaces refer to a beam (its read rule), and the beams
+	 * deleted, with the first tombstone, from the logs already kept */
+	"CREATE INDEX refs_beam ON refs (beam);"
+	"CREATE TABLE gone ("
+	"  beam TEXT PRIMARY KEY NOT NULL,"
+	"  author TEXT NOT NULL,"
+	"  tomb TEXT NOT NULL"
+	") WITHOUT ROWID;"
+	"INSERT OR IGNORE INTO gone (beam, author, tomb)"
+	"  SELECT json_extract(body, '$.event.beam'),"
+	"    json_extract(body, '$.event.author'), json(json_extract(body, '$.event'))"
+	"  FROM envelopes"
+	"  WHERE json_extract(body, '$.event.type') = 'beam.tombstone'"
+	"  ORDER BY space, seq;",
+};
+const int nmigrations = (int)(sizeof(migrations) / sizeof(migrations[0]));
+
+unsigned long
+strhash(const char *s)
+{
+	unsigned long h = 1469598103934665603UL;
+
+	while (*s)
+		h = (h ^ (unsigned char)*s++) * 1099511628211UL;
+	return h;
+}
+
+int
+word_index(const char *const *words, const char *s)
+{
+	for (int i = 0; words[i]; i++)
+		if (strcmp(words[i], s) == 0)
+			return i;
+	return -1;
+}
+
+/* A string member of obj (borrowed) without NUL bytes inside, or NULL. */
+const char *
+sget(jv obj, const char *key)
+{
+	jv v = jsonl_get(obj, key);
+	const char *s = NULL;
+
+	if (jv_get_kind(v) == JV_KIND_STRING) {
+		s = jv_string_value(v);
+		if (strlen(s) != (size_t)jv_string_length_bytes(jv_copy(v)))
+			s = NULL;
+	}
+	jv_free(v);
+	return s;
+}
+
+int
+sqlerr(struct log *L, enum stmt i)
+{
+	warn("%s: %s", sqlite3_sql(L->st[i]), sqlite3_errmsg(L->db));
+	sqlite3_reset(L->st[i]);
+	L->failed = 1;
+	return -1;
+}
+
+/*
+ * Reset statement i, bind the arguments fmt describes ('t' a string or
+ * NULL, 'b' a string and its int length, 'i' an int64_t) and step.
+ * Returns 1 with a row to read (then step() or rst()), 0 when done (the
+ * statement is reset), -1 on error (reported; L->failed set).
+ */
+int
+q(struct log *L, enum stmt i, const char *fmt, ...)
+{
+	sqlite3_stmt *st = L->st[i];
+	va_list ap;
+	int k = 1, rc = SQLITE_OK;
+
+	sqlite3_reset(st);
+	va_start(ap, fmt);
+	for (; *fmt && rc == SQLITE_OK; fmt++, k++) {
+		const char *s;
+		int n;
+
+		switch (*fmt) {
+		case 't':
+			s = va_arg(ap, const char *);
+			rc = sqlite3_bind_text(st, k, s, -1, SQLITE_STATIC);
+			break;
+		case 'b':
+			s = va_arg(ap, const char *);
+			n = va_arg(ap, int);
+			rc = sqlite3_bind_text(st, k, s, n, SQLITE_STATIC);
+			break;
+		case 'i':
+			rc = sqlite3_bind_int64(st, k, va_arg(ap, int64_t));
+			break;
+		}
+	}
+	va_end(ap);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		return 1;
+	if (rc == SQLITE_DONE) {
+		sqlite3_reset(st);
+		return 0;
+	}
+	return sqlerr(L, i);
+}
+
+int
+step(struct log *L, enum stmt i)
+{
+	int rc = sqlite3_step(L->st[i]);
+
+	if (rc == SQLITE_ROW)
+		return 1;
+	if (rc == SQLITE_DONE) {
+		sqlite3_reset(L->st[i]);
+		return 0;
+	}
+	return sqlerr(L, i);
+}
+
+void
+rst(struct log *L, enum stmt i)
+{
+	sqlite3_reset(L->st[i]);
+}
+
+const char *
+col(struct log *L, enum stmt i, int c)
+{
+	const unsigned char *t = sqlite3_column_text(L->st[i], c);
+
+	return t ? (const char *)t : "";
+}
+
+/* 1 if the query on (space, arg[, arg2]) has a row, 0 if not, -1. */
+int
+exists(struct log *L, enum stmt i, const char *space, const char *a,
+    const char *b)
+{
+	int rc = b ? q(L, i, "ttt", space, a, b) : q(L, i, "tt", space, a);
+
+	if (rc == 1)
+		rst(L, i);
+	return rc;
+}
+
+void
+log_init(struct log *L, sqlite3 *db)
+{
+	memset(L, 0, sizeof(*L));
+	L->db = db;
+	for (int i = 0; i < S_N; i++)
+		if (db_prepare(db, &L->st[i], sqls[i]) != 0)
+			die("prepare: %s", sqlite3_errmsg(db));
+}
+
+void
+log_free(struct log *L)
+{
+	cache_clear(L);
+	buf_free(&L->scratch);
+	buf_free(&L->body);
+	db_close(L->db);
+	L->db = NULL;
+}
+
+/* ---- the space cache ---- */
+
+static void
+space_free(struct space *sp)
+{
+	free(sp->id);
+	free(sp->owner);
+	free(sp->name);
+	free(sp->node);
+	free(sp->address);
+	free(sp);
+}
+
+void
+cache_clear(struct log *L)
+{
+	for (size_t i = 0; i < CACHE_BUCKETS; i++) {
+		struct space *sp, *nx;
+
+		for (sp = L->tab[i]; sp; sp = nx) {
+			nx = sp->next;
+			space_free(sp);
+		}
+		L->tab[i] = NULL;
+	}
+	L->ncached = 0;
+	L->dirty = NULL;
+}
+
+struct space *
+cache_add(struct log *L, const char *id, int type, const char *owner,
+    const char *name, const char *node, const char *address)
+{
+	struct space *sp = xcalloc(1, sizeof(*sp));
+	size_t b = strhash(id) % CACHE_BUCKETS;
+
+	sp->id = xstrdup(id);
+	sp->type = type;
+	sp->owner = xstrdup(owner);
+	sp->name = xstrdup(name);
+	sp->node = xstrdup(node);
+	sp->address = xstrdup(address);
+	sp->rules = defaults[type];
+	sp->next = L->tab[b];
+	L->tab[b] = sp;
+	L->ncached++;
+	return sp;
+}
+
+/* The space with this id, or NULL (*err set on a database failure). */
+struct space *
+space_find(struct log *L, const char *id, int *err)
+{
+	struct space *sp;
+	const char *rt;
+	int type, rc;
+	jv rj;
+
+	*err = 0;
+	for (sp = L->tab[strhash(id) % CACHE_BUCKETS]; sp; sp = sp->next)
+		if (strcmp(sp->id, id) == 0)
+			return sp;
+	if ((rc = q(L, S_SPACE_GET, "t", id)) <= 0) {
+		*err = rc < 0;
+		return NULL;
+	}
+	if ((type = word_index(sptype_names, col(L, S_SPACE_GET, 0))) < 0) {
+		warn("%.80s: stored space has an unknown type", id);
+		rst(L, S_SPACE_GET);
+		*err = 1;
+		return NULL;
+	}
+	sp = cache_add(L, id, type, col(L, S_SPACE_GET, 1),
+	    col(L, S_SPACE_GET, 2), col(L, S_SPACE_GET, 3),
+	    col(L, S_SPACE_GET, 4));
+	rt = col(L, S_SPACE_GET, 5);
+	rj = canon_parse(rt, strlen(rt));
+	if (rules_parse(rj, type, &sp->rules) != 0)
+		warn("%.80s: stored rules unreadable; using defaults", id);
+	jv_free(rj);
+	sp->head = sqlite3_column_int64(L->st[S_SPACE_GET], 6);
+	snprintf(sp->hash, sizeof(sp->hash), "%s", col(L, S_SPACE_GET, 7));
+	rst(L, S_SPACE_GET);
+	return sp;
+}
+
+void
+space_set_head(struct log *L, struct space *sp, int64_t seq, const char *hash)
+{
+	sp->head = seq;
+	memcpy(sp->hash, hash, sizeof(sp->hash));
+	if (!sp->dirty) {
+		sp->dirty = 1;
+		sp->dnext = L->dirty;
+		L->dirty = sp;
+	}
+}
+
+/* Write the heads changed in this transaction. */
+int
+flush_heads(struct log *L)
+{
+	struct space *sp;
+
+	for (sp = L->dirty; sp; sp = sp->dnext) {
+		if (q(L, S_SPACE_HEAD, "tit", sp->id, sp->head, sp->hash) < 0)
+			return -1;
+		sp->dirty = 0;
+	}
+	L->dirty = NULL;
+	return 0;
+}

@@ -1,0 +1,516 @@
+/*
+ * The requests that write: an event for a space (space.create, space.join,
+ * ...; log.append from a stage), a beam with its ref (space.beam) and a
+ * tombstone (beam.delete).  ns-log decides each against the space's rules
+ * before anything is stored anywhere: the beam of a refused ref never
+ * reaches ns-beam, and an accepted one goes on to it as beam.store with
+ * the answer, so that the author is answered once both are durable.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "canon.h"
+#include "event.h"
+#include "jsonl.h"
+#include "log.h"
+#include "msg.h"
+
+void
+add_json(struct buf *out, jv v)
+{
+	if (canon_dump(v, NULL, out) != 0)
+		buf_adds(out, "null");
+	jv_free(v);
+}
+
+static jv
+space_address(const struct space *sp)
+{
+	return jv_string_fmt("northstar://%s/%s", sp->address, sp->id);
+}
+
+/* What space.create answers and space.info starts from: id, type, name,
+ * ownerDid, nodeAddress, address. */
+jv
+space_json(const struct space *sp)
+{
+	jv res = jv_object_set(jv_object(), jv_string("id"), jv_string(sp->id));
+
+	res = jv_object_set(res, jv_string("type"),
+	    jv_string(sptype_names[sp->type]));
+	res = jv_object_set(res, jv_string("name"), jv_string(sp->name));
+	res = jv_object_set(res, jv_string("ownerDid"), jv_string(sp->owner));
+	res = jv_object_set(res, jv_string("nodeAddress"),
+	    jv_string(sp->address));
+	return jv_object_set(res, jv_string("address"), space_address(sp));
+}
+
+static jv
+event_result(const struct space *sp, const struct evinfo *ei, int64_t seq)
+{
+	jv res;
+
+	if (ei->type == T_CREATE)
+		res = space_json(sp);
+	else
+		res = jv_object_set(jv_object(), jv_string("space"),
+		    jv_string(sp->id));
+	res = jv_object_set(res, jv_string("seq"), jv_number((double)seq));
+	res = jv_object_set(res, jv_string("eventId"), jv_string(ei->id));
+	if (ei->type == T_REF)
+		res = jv_object_set(res, jv_string("beam"), jv_string(ei->beam));
+	return res;
+}
+
+/* The envelope just appended (its text is in L->body) to every
+ * subscriber of sp. */
+static void
+publish(struct log *L, const struct space *sp, struct buf *out)
+{
+	/* msg is {"jsonrpc","method","params"}, already in canonical order */
+	buf_adds(out, "{\"pub\":");
+	add_json(out, jv_string(sp->id));
+	buf_adds(out, ",\"msg\":{\"jsonrpc\":\"2.0\",\"method\":\"event\","
+	    "\"params\":");
+	buf_add(out, L->body.p, L->body.len);
+	buf_adds(out, "}}\n");
+}
+
+enum { SEQ_NEW, SEQ_DUP, SEQ_REFUSED, SEQ_FAILED };
+
+/*
+ * Sequence the checked event ev (borrowed; ei describes it) in its space
+ * at time now.  *spp is the space and *seq the event's seq.  SEQ_NEW when
+ * it was appended (its envelope's text in L->body), SEQ_DUP when the space
+ * holds it already, SEQ_REFUSED with *e and *why, SEQ_FAILED on a database
+ * failure (L->failed is set).
+ */
+static int
+sequence(struct log *L, jv ev, const struct evinfo *ei, int64_t now,
+    struct space **spp, int64_t *seq, enum bus_err *e, const char **why)
+{
+	struct space *sp;
+	int err, rc;
+
+	*spp = sp = space_find(L, ei->space, &err);
+	if (err)
+		goto failed;
+	if (sp) {
+		/* the same event again: the first answer, nothing new */
+		if ((rc = q(L, S_ENV_DUP, "tt", sp->id, ei->id)) < 0)
+			goto failed;
+		if (rc == 1) {
+			*seq = sqlite3_column_int64(L->st[S_ENV_DUP], 0);
+			rst(L, S_ENV_DUP);
+			return SEQ_DUP;
+		}
+	}
+	if (ei->type == T_CREATE && sp) {
+		*e = E_CONFLICT;
+		*why = "the space exists already";
+		return SEQ_REFUSED;
+	}
+	if (ei->type != T_CREATE && !sp) {
+		*e = E_NOT_FOUND;
+		*why = "no such space";
+		return SEQ_REFUSED;
+	}
+	if (sp && strcmp(sp->node, L->node) != 0) {
+		*e = E_FORBIDDEN;
+		*why = "this node does not own the space";
+		return SEQ_REFUSED;
+	}
+	if (admit(L, sp, ei, e, why) != 0)
+		return *e == E_INTERNAL ? SEQ_FAILED : SEQ_REFUSED;
+	if (apply(L, &sp, ei) != 0 || (*seq = append(L, sp, ev, ei->id,
+	    now)) < 0)
+		goto failed;
+	*spp = sp;
+	return SEQ_NEW;
+failed:
+	L->failed = 1;
+	return SEQ_FAILED;
+}
+
+/* The checks ns-verify makes, for an event whose line does not spell
+ * "sig" (an escaped member name): 0, or -1 with the request answered. */
+static int
+verify_here(struct log *L, const struct bus_req *r, jv ev, const char *author,
+    struct buf *out)
+{
+	const char *why;
+
+	if (event_verify(ev, &L->scratch, &why) != 0) {
+		bus_error(out, r, E_BAD_SIG, why);
+		return -1;
+	}
+	if (r->role && (!r->did || strcmp(r->did, author) != 0) &&
+	    strcmp(r->method, "log.append") != 0) {
+		bus_error(out, r, E_FORBIDDEN,
+		    "a connection may only submit its own events");
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * unchecked: the raw line does not spell "sig", so ns-verify, which looks
+ * for that spelling, has not checked the event (an escaped member name
+ * such as "\u0073ig" is still a "sig"): then it is checked here.
+ */
+void
+handle_event(struct log *L, const struct bus_req *r, const char *method,
+    int unchecked, int64_t now, struct buf *out)
+{
+	jv ev = jsonl_get(r->params, "event");
+	const char *pspace = NULL, *type, *why;
+	struct evinfo ei;
+	struct space *sp;
+	enum bus_err e;
+	int64_t seq;
+
+	if (jsonl_has(r->params, "space") &&
+	    !(pspace = sget(r->params, "space"))) {
+		bus_error(out, r, E_PARAMS, "params.space must be a space id");
+		goto out;
+	}
+	/* the method names the event type, but for log.append */
+	if (method && jv_get_kind(ev) == JV_KIND_OBJECT &&
+	    (!(type = sget(ev, "type")) || strcmp(type, method) != 0)) {
+		bus_error(out, r, E_BAD_EVENT,
+		    "event type does not match the method");
+		goto out;
+	}
+	if (check_event(L, ev, pspace, now, &ei, &e, &why) != 0) {
+		bus_error(out, r, e, why);
+		goto out;
+	}
+	if (unchecked && verify_here(L, r, ev, ei.author, out) != 0)
+		goto out;
+	if (method && ei.type == T_JOIN && (strcmp(ei.node, L->node) != 0 ||
+	    strcmp(ei.address, L->address) != 0)) {
+		bus_error(out, r, E_BAD_EVENT,
+		    "a join sent to this node must name this node and address");
+		goto out;
+	}
+	switch (sequence(L, ev, &ei, now, &sp, &seq, &e, &why)) {
+	case SEQ_NEW:
+		bus_result(out, r, event_result(sp, &ei, seq));
+		publish(L, sp, out);
+		if (ei.type == T_LEAVE || ei.type == T_REMOVE ||
+		    ei.type == T_RULES)
+			subs_recheck(L, sp, out);
+		break;
+	case SEQ_DUP:
+		bus_result(out, r, event_result(sp, &ei, seq));
+		break;
+	case SEQ_REFUSED:
+		bus_error(out, r, e, why);
+		break;
+	default:
+		bus_error(out, r, E_INTERNAL,
+		    "the node failed to store the event");
+	}
+out:
+	jv_free(ev);
+}
+
+/*
+ * The signed beam (borrowed) a ref by author names as path: a beam by the
+ * same author, within the size limit, whose canonical bytes hash to the
+ * path's beam id.  0, or -1 with *e and *why.
+ */
+static int
+beam_check(struct log *L, jv beam, const char *author, const char *path,
+    enum bus_err *e, const char **why)
+{
+	char id[HASH_ID_LEN + 1];
+	const char *s;
+	int64_t ts;
+
+	*e = E_BAD_EVENT;
+	if (!(s = sget(beam, "type")) || strcmp(s, "beam") != 0) {
+		*why = "beam type is not \"beam\"";
+		return -1;
+	}
+	if (!(s = sget(beam, "author")) || strcmp(s, author) != 0) {
+		*why = "beam author is not the ref's author";
+		return -1;
+	}
+	if (jsonl_int(beam, "ts", &ts) != 0 || ts < 0) {
+		*why = "beam ts is not a non-negative integer";
+		return -1;
+	}
+	if (!sget(beam, "sig")) {
+		*why = "beam has no sig";
+		return -1;
+	}
+	if (event_id(beam, &L->scratch, id) != 0) {
+		*why = "beam is not representable in RFC 8785";
+		return -1;
+	}
+	if (L->scratch.len > BEAM_MAX) {
+		*e = E_TOO_LARGE;
+		*why = "beam larger than 256 KiB";
+		return -1;
+	}
+	if (memcmp(path + PATH_LEN - HASH_ID_LEN, id, HASH_ID_LEN) != 0) {
+		*why = "beam does not hash to the ref's path";
+		return -1;
+	}
+	return 0;
+}
+
+/* The tombstone stored for beam (a path), parsed, or jv_invalid(). */
+static jv
+gone_of(struct log *L, const char *beam, int *err)
+{
+	jv t = jv_invalid();
+	int rc;
+
+	*err = 0;
+	if ((rc = q(L, S_GONE_GET, "t", beam)) < 0) {
+		*err = 1;
+		return t;
+	}
+	if (rc == 1) {
+		const char *s = col(L, S_GONE_GET, 0);
+		t = canon_parse(s, strlen(s));
+		rst(L, S_GONE_GET);
+		if (!jv_is_valid(t)) {
+			warn("%.100s: stored tombstone unreadable", beam);
+			*err = 1;
+		}
+	}
+	return t;
+}
+
+void
+handle_space_beam(struct log *L, const struct bus_req *r, int unchecked,
+    int64_t now, struct buf *out)
+{
+	jv ev = jsonl_get(r->params, "event");
+	jv beam = jsonl_get(r->params, "beam");
+	jv tomb = jv_invalid(), p;
+	const char *type, *why;
+	struct evinfo ei;
+	struct space *sp;
+	enum bus_err e;
+	int64_t seq;
+	int err, rc;
+
+	if (jv_get_kind(ev) != JV_KIND_OBJECT ||
+	    jv_get_kind(beam) != JV_KIND_OBJECT) {
+		bus_error(out, r, E_PARAMS,
+		    "params need an event and a beam, both objects");
+		goto out;
+	}
+	if (!(type = sget(ev, "type")) || strcmp(type, "beam.ref") != 0) {
+		bus_error(out, r, E_BAD_EVENT, "event is not a beam.ref");
+		goto out;
+	}
+	if (check_event(L, ev, NULL, now, &ei, &e, &why) != 0) {
+		bus_error(out, r, e, why);
+		goto out;
+	}
+	if (unchecked && verify_here(L, r, ev, ei.author, out) != 0)
+		goto out;
+	if (strcmp(ei.node, L->node) != 0 ||
+	    strcmp(ei.address, L->address) != 0) {
+		bus_error(out, r, E_BAD_EVENT,
+		    "ref names another node to store the beam");
+		goto out;
+	}
+	if (beam_check(L, beam, ei.author, ei.beam, &e, &why) != 0) {
+		bus_error(out, r, e, why);
+		goto out;
+	}
+	tomb = gone_of(L, ei.beam, &err);
+	if (err)
+		goto internal;
+	if (jv_is_valid(tomb)) {
+		bus_error_data(out, r, E_GONE, "the beam was deleted",
+		    jv_object_set(jv_object(), jv_string("tombstone"), tomb));
+		tomb = jv_invalid();
+		goto out;
+	}
+	switch ((rc = sequence(L, ev, &ei, now, &sp, &seq, &e, &why))) {
+	case SEQ_NEW:
+	case SEQ_DUP:
+		/* ns-beam stores it and answers; a repeat stores it again,
+		 * in case ns-beam lost it the first time */
+		p = jv_object_set(jv_object(), jv_string("beam"), beam);
+		beam = jv_invalid();
+		p = jv_object_set(p, jv_string("result"),
+		    event_result(sp, &ei, seq));
+		bus_request(out, "beam.store", r, p);
+		if (rc == SEQ_NEW)
+			publish(L, sp, out);
+		break;
+	case SEQ_REFUSED:
+		bus_error(out, r, e, why);
+		break;
+	default:
+		goto internal;
+	}
+	goto out;
+internal:
+	L->failed = 1;
+	bus_error(out, r, E_INTERNAL, "the node failed to store the event");
+out:
+	jv_free(tomb);
+	jv_free(beam);
+	jv_free(ev);
+}
+
+/* The shape of a tombstone (borrowed): 0, or -1 with *e and *why. */
+static int
+tomb_check(struct log *L, jv t, int64_t now, const char **beam,
+    const char **author, enum bus_err *e, const char **why)
+{
+	char id[HASH_ID_LEN + 1];
+	const char *s;
+	int64_t ts;
+
+	*e = E_BAD_EVENT;
+	if (event_id(t, &L->scratch, id) != 0) {
+		*why = "event cannot be put in canonical form";
+		return -1;
+	}
+	if (L->scratch.len > EVENT_MAX) {
+		*e = E_TOO_LARGE;
+		*why = "tombstone larger than 16 KiB";
+		return -1;
+	}
+	if (!(s = sget(t, "type")) || strcmp(s, "beam.tombstone") != 0) {
+		*why = "event is not a beam.tombstone";
+		return -1;
+	}
+	if (jsonl_has(t, "space")) {
+		*why = "a tombstone has no space member";
+		return -1;
+	}
+	if (!valid_did(*author = sget(t, "author"))) {
+		*why = "author is not a did:key";
+		return -1;
+	}
+	if (jsonl_int(t, "ts", &ts) != 0 || ts < 0) {
+		*why = "ts is not a non-negative integer";
+		return -1;
+	}
+	if (ts > now + SKEW_MS) {
+		*why = "ts is more than 5 minutes in the future";
+		return -1;
+	}
+	if (!sget(t, "sig")) {
+		*e = E_BAD_SIG;
+		*why = "event has no signature";
+		return -1;
+	}
+	if (!(*beam = sget(t, "beam")) || beam_path_ok(*beam, NULL) != 0) {
+		*why = "beam is not a path beam/{authorHash}/{beamId}";
+		return -1;
+	}
+	if (beam_path_ok(*beam, *author) != 0) {
+		*e = E_FORBIDDEN;
+		*why = "only the beam's author may delete it";
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * beam.delete: the tombstone goes into every space this node owns that
+ * holds a ref to the beam by its author, and then to ns-beam (beam.bury),
+ * which drops the content, keeps the tombstone and answers.  A beam deleted
+ * before keeps its first tombstone: that one goes out again, and the
+ * spaces take it as the duplicate it is.
+ */
+void
+handle_beam_delete(struct log *L, const struct bus_req *r, int unchecked,
+    int64_t now, struct buf *out)
+{
+	jv t = jsonl_get(r->params, "event"), sent = jv_invalid();
+	jv spaces = jv_array(), ids = jv_array();
+	struct buf pubs = BUF_INIT;
+	const char *beam, *author, *why;
+	struct evinfo ei;
+	struct space *sp;
+	enum bus_err e;
+	int64_t seq;
+	int err, rc;
+
+	if (jv_get_kind(t) != JV_KIND_OBJECT) {
+		bus_error(out, r, E_PARAMS, "params need an event object");
+		goto out;
+	}
+	if (tomb_check(L, t, now, &beam, &author, &e, &why) != 0) {
+		bus_error(out, r, e, why);
+		goto out;
+	}
+	if (unchecked && verify_here(L, r, t, author, out) != 0)
+		goto out;
+	sent = gone_of(L, beam, &err);
+	if (err)
+		goto internal;
+	if (!jv_is_valid(sent)) {
+		jv_free(sent);
+		sent = jv_copy(t);
+		buf_reset(&L->scratch);
+		if (canon_dump(t, NULL, &L->scratch) != 0 ||
+		    q(L, S_GONE_INS, "ttb", beam, author, L->scratch.p,
+		    (int)L->scratch.len) < 0)
+			goto internal;
+	}
+	for (rc = q(L, S_REF_AUTHOR, "tt", beam, author); rc == 1;
+	    rc = step(L, S_REF_AUTHOR))
+		ids = jv_array_append(ids, jv_string(col(L, S_REF_AUTHOR, 0)));
+	if (rc < 0)
+		goto internal;
+	jv_array_foreach(ids, i, id) {
+		const char *sid = jv_string_value(id);
+
+		sp = space_find(L, sid, &err);
+		if (err) {
+			jv_free(id);
+			goto internal;
+		}
+		/* the spaces of other nodes get it from them (federation) */
+		if (!sp || strcmp(sp->node, L->node) != 0 ||
+		    check_event(L, sent, sid, now, &ei, &e, &why) != 0) {
+			jv_free(id);
+			continue;
+		}
+		switch (sequence(L, sent, &ei, now, &sp, &seq, &e, &why)) {
+		case SEQ_NEW:
+			publish(L, sp, &pubs);
+			/* FALLTHROUGH */
+		case SEQ_DUP:
+			spaces = jv_array_append(spaces, jv_copy(id));
+			break;
+		case SEQ_REFUSED:
+			warn("%.80s: tombstone refused: %s", sid, why);
+			break;
+		default:
+			jv_free(id);
+			goto internal;
+		}
+		jv_free(id);
+	}
+	bus_request(out, "beam.bury", r, jv_object_set(jv_object_set(
+	    jv_object(), jv_string("event"), sent), jv_string("spaces"),
+	    spaces));
+	sent = spaces = jv_invalid();
+	if (pubs.len)
+		buf_add(out, pubs.p, pubs.len);
+	goto out;
+internal:
+	L->failed = 1;
+	bus_error(out, r, E_INTERNAL, "the node failed to store the event");
+out:
+	buf_free(&pubs);
+	jv_free(ids);
+	jv_free(spaces);
+	jv_free(sent);
+	jv_free(t);
+}
