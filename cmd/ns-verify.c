@@ -85,7 +85,8 @@ usage(int status)
 	    "  -j, --jobs N        verify on N threads (0: one per core; default 1)\n"
 	    "  -q, --quiet         do not report bad values on stderr\n"
 	    "      --bus           node mode: check requests on the node's bus and\n"
-	    "                      answer a bad signature with an error to its sender\n"
+	    "                      answer a bad one with an error to its sender\n"
+	    "                      (bad_event, bad_sig, forbidden, invalid_params)\n"
 	    "      --raw DID SIG   check SIG (base64url) by DID over all of stdin\n"
 	    "      --max-size N    largest value accepted, in bytes (default %d)\n"
 	    "  -h, --help          this help\n"
@@ -142,16 +143,34 @@ out:
 	jv_free(v);
 }
 
+/* A well-formed object whose signature fails is bad_sig; anything else
+ * wrong with it is bad_event (rc from event_verify or envelope_verify). */
+static enum bus_err
+bus_err_of(int rc)
+{
+	return rc == EVENT_BAD_SIG ? E_BAD_SIG : E_BAD_EVENT;
+}
+
+/* Every event a connection submits must be its own, whatever its role:
+ * only a node handing the owner node one of its users' events
+ * (node.submit) submits someone else's. */
+static int
+own_events_only(const struct bus_req *r)
+{
+	return !(strcmp(r->method, "node.submit") == 0 && r->role &&
+	    strcmp(r->role, "node") == 0);
+}
+
 /* Bus mode: check the signed objects a request carries in its params:
- * "event", "envelope" and each of "envelopes".  A client may only submit
- * events it authored itself. */
+ * "event", "envelope" and each of "envelopes". */
 static void
 check_bus(struct item *it, struct buf *scratch)
 {
 	struct bus_req r;
 	struct buf reply = BUF_INIT;
-	enum bus_err e = E_BAD_SIG;
+	enum bus_err e = E_BAD_EVENT;
 	const char *why = NULL;
+	int rc;
 
 	if (!bus_is_prefix(it->text, it->len, "") ||
 	    !memmem(it->text, it->len, "\"sig\"", 5))
@@ -164,18 +183,26 @@ check_bus(struct item *it, struct buf *scratch)
 	if (jv_is_valid(ev)) {
 		const char *author;
 
-		if (event_verify(ev, scratch, &why) != 0)
+		if (jv_get_kind(ev) != JV_KIND_OBJECT) {
+			e = E_PARAMS;
+			why = "params.event must be an event object";
 			goto bad;
+		}
+		if ((rc = event_verify(ev, scratch, &why)) != 0) {
+			e = bus_err_of(rc);
+			goto bad;
+		}
 		author = jsonl_str(ev, "author");
-		if (r.role && strcmp(r.role, "client") == 0 &&
-		    (!r.did || strcmp(author, r.did) != 0)) {
+		if (own_events_only(&r) && (!r.did || strcmp(author, r.did) != 0)) {
 			e = E_FORBIDDEN;
-			why = "a client may only submit its own events";
+			why = "a connection may only submit its own events";
 			goto bad;
 		}
 	}
 	jv env = jsonl_get(r.params, "envelope");
-	if (jv_is_valid(env) && envelope_verify(env, scratch, &why) != 0) {
+	if (jv_is_valid(env) &&
+	    (rc = envelope_verify(env, scratch, &why)) != 0) {
+		e = bus_err_of(rc);
 		jv_free(env);
 		goto bad;
 	}
@@ -183,9 +210,10 @@ check_bus(struct item *it, struct buf *scratch)
 	jv list = jsonl_get(r.params, "envelopes");
 	if (jv_get_kind(list) == JV_KIND_ARRAY) {
 		jv_array_foreach(list, i, x) {
-			int rc = envelope_verify(x, scratch, &why);
+			rc = envelope_verify(x, scratch, &why);
 			jv_free(x);
 			if (rc != 0) {
+				e = bus_err_of(rc);
 				jv_free(list);
 				goto bad;
 			}

@@ -70,6 +70,7 @@ raw_sign() {
 	req=$(jq -cn --arg d "$ALICE_DID" --argjson e "$ev" \
 	    '{m:"space.leave",c:3,did:$d,role:"client",id:1,p:{event:$e}}')
 	run -0 --separate-stderr ns-verify --bus <<<"$req"
+	assert_jq '.msg.error.data.reason == "bad_event"'
 	assert_jq '.msg.error.message | test("ts")'
 
 	# an envelope at seq 2^53

@@ -135,6 +135,95 @@ $bad"
 	assert_jq '.msg.error.data.reason == "forbidden"'
 }
 
+# busreq METHOD DID ROLE ID EVENT: a request line carrying EVENT.
+busreq() {
+	jq -cn --arg m "$1" --arg d "$2" --arg r "$3" --argjson id "$4" --argjson e "$5" \
+	    '{m:$m,c:3,did:$d,role:$r,id:$id,p:{event:$e}}'
+}
+
+# raw_sign KEY JSON: JSON signed by KEY as it is, whatever its author.
+raw_sign() {
+	local sig
+	sig=$(jq -c 'del(.sig)' <<<"$2" | ns-sign --canonical | head -c -1 |
+	    ns-sign -k "$1" --raw)
+	jq -c --arg s "$sig" '. + {sig: $s}' <<<"$2"
+}
+
+@test "ns-verify: --bus answers a malformed event bad_event, a bad signature bad_sig" {
+	leave='{"type":"space.leave","space":"channel/z/x"}'
+	{
+		# the shape is wrong: bad_event, whatever the signature
+		busreq space.leave "$ALICE_DID" client 1 "$(ns-sign -k "$ALICE" <<<'{"type":"space.leave","space":"channel/z/x","ts":1.5}')"
+		busreq space.leave "$ALICE_DID" client 2 "$(ns-sign -k "$ALICE" <<<'{"type":"space.leave","space":"channel/z/x","ts":"1"}')"
+		busreq space.leave "$ALICE_DID" client 3 "$(ns-sign -k "$ALICE" <<<'{"space":"channel/z/x"}')"
+		busreq space.leave "$ALICE_DID" client 4 "$(raw_sign "$ALICE" '{"type":"space.leave","author":"alice","ts":1}')"
+		busreq space.leave "$ALICE_DID" client 5 "$(raw_sign "$ALICE" '{"type":"space.leave","author":5,"ts":1}')"
+		busreq space.leave "$ALICE_DID" client 6 "$(raw_sign "$ALICE" '{"type":"space.leave","ts":1}')"
+		busreq space.leave "$ALICE_DID" client 7 "$(raw_sign "$ALICE" '{"type":7,"author":"'"$ALICE_DID"'","ts":1}')"
+		busreq space.leave "$ALICE_DID" client 8 "$(ns-sign -k "$ALICE" <<<'{"type":"space.leave","ts":-1}')"
+		# well formed, but the signature or its signer is not good: bad_sig
+		busreq space.leave "$ALICE_DID" client 9 "$(ns-sign -k "$ALICE" <<<"$leave" | sed 's/channel/chanel/')"
+		busreq space.leave "$ALICE_DID" client 10 "$(ns-sign -k "$ALICE" <<<"$leave" | jq -c '.sig = "abc"')"
+		busreq space.leave "did:key:zQ3shokFTS3brHcDQrn82RUDfCZESWL1ZdCEJwekUDPQiYBme" client 11 \
+		    "$(raw_sign "$ALICE" '{"type":"space.leave","author":"did:key:zQ3shokFTS3brHcDQrn82RUDfCZESWL1ZdCEJwekUDPQiYBme","ts":1}')"
+		# not an object at all
+		jq -cn --arg d "$ALICE_DID" '{m:"space.leave",c:3,did:$d,role:"client",id:12,p:{event:"sig"}}'
+	} >"$BATS_TEST_TMPDIR/in"
+	run -0 --separate-stderr ns-verify --bus <"$BATS_TEST_TMPDIR/in"
+	[ "${#lines[@]}" -eq 12 ]
+	printf '%s\n' "$output" | jq -e -s '
+	    map({key: (.msg.id | tostring), value: .msg.error}) | from_entries as $e |
+	    ([range(1;9) | tostring | $e[.] | .code == -32009 and .data.reason == "bad_event"] | all) and
+	    ([range(9;12) | tostring | $e[.] | .code == -32002 and .data.reason == "bad_sig"] | all) and
+	    $e["12"].data.reason == "invalid_params" and
+	    ($e["1"].message | test("ts")) and ($e["3"].message | test("type")) and
+	    ($e["4"].message | test("did:key")) and ($e["9"].message | test("does not verify"))' >/dev/null
+}
+
+@test "ns-verify: --bus answers a malformed envelope bad_event, a forged one bad_sig" {
+	e1=$(mkenv 1 null "$SIGNED")
+	{
+		for env in "$(jq -c '.seq = 0' <<<"$e1" | node_sign)" \
+		    "$(mkenv 1 null "$(jq -c '.ts = 0.5' <<<"$SIGNED")")" \
+		    "$(jq -c '.ts = 2' <<<"$e1")" \
+		    "$(mkenv 1 null "${SIGNED/world/w0rld}")"; do
+			jq -cn --arg d "$NODE_DID" --argjson e "$env" \
+			    '{m:"node.sync",c:5,did:$d,role:"node",id:0,p:{envelopes:[$e]}}'
+		done
+	} | jq -c '.id = input_line_number' >"$BATS_TEST_TMPDIR/in"
+	run -0 --separate-stderr ns-verify --bus <"$BATS_TEST_TMPDIR/in"
+	[ "${#lines[@]}" -eq 4 ]
+	assert_jq '.msg.id == 1 and .msg.error.data.reason == "bad_event"' "${lines[0]}"
+	assert_jq '.msg.id == 2 and .msg.error.data.reason == "bad_event"' "${lines[1]}"
+	assert_jq '.msg.id == 3 and .msg.error.data.reason == "bad_sig"' "${lines[2]}"
+	assert_jq '.msg.id == 4 and .msg.error.data.reason == "bad_sig"' "${lines[3]}"
+}
+
+@test "ns-verify: --bus: a node connection may submit only its own events, but by node.submit" {
+	local m i=0
+	for m in space.create space.join space.leave space.invite space.remove \
+	    space.rules space.beam beam.delete; do
+		i=$((i + 1))
+		busreq "$m" "$NODE_DID" node "$i" "$SIGNED"
+	done >"$BATS_TEST_TMPDIR/in"
+	run -0 --separate-stderr ns-verify --bus <"$BATS_TEST_TMPDIR/in"
+	[ "${#lines[@]}" -eq 8 ]
+	printf '%s\n' "$output" | jq -e -s 'map(.msg.error) | length == 8 and
+	    all(.code == -32003 and .data.reason == "forbidden" and
+	        .message == "a connection may only submit its own events")' >/dev/null
+	# its own events pass, and so does a user's event in node.submit
+	own=$(ns-sign -k "$NODE" <<<'{"type":"space.join","space":"channel/z/x"}')
+	{
+		busreq space.join "$NODE_DID" node 1 "$own"
+		busreq node.submit "$NODE_DID" node 2 "$SIGNED"
+	} >"$BATS_TEST_TMPDIR/in"
+	run -0 ns-verify --bus <"$BATS_TEST_TMPDIR/in"
+	[ "$output" = "$(cat "$BATS_TEST_TMPDIR/in")" ]
+	# a client may not use node.submit to pass another author's event
+	run -0 --separate-stderr ns-verify --bus <<<"$(busreq node.submit "$NODE_DID" client 3 "$SIGNED")"
+	assert_jq '.msg.error.data.reason == "forbidden"'
+}
+
 @test "ns-verify: --bus drops a bad notification and checks envelopes" {
 	e1=$(mkenv 1 null "${SIGNED/world/w0rld}")
 	n=$(jq -c --arg d "$NODE_DID" --argjson e "$e1" -n '{m:"node.broadcast",c:5,did:$d,role:"node",p:{envelope:$e}}')
