@@ -21,9 +21,27 @@ node_sign() {
 	jq -c --arg s "$sig" '. + {sig:$s}' <<<"$obj"
 }
 
+# mkenv SEQ PREV EVENT: an envelope of $SPACE (default channel/z/x).
 mkenv() {
 	jq -cn --argjson seq "$1" --argjson prev "$2" --argjson ev "$3" --arg node "$NODE_DID" \
-		'{type:"envelope",space:"channel/z/x",seq:$seq,prev:$prev,event:$ev,node:$node,ts:1}' | node_sign
+		--arg s "${SPACE:-channel/z/x}" \
+		'{type:"envelope",space:$s,seq:$seq,prev:$prev,event:$ev,node:$node,ts:1}' | node_sign
+}
+
+# envhash ENVELOPE: its id, the prev of the envelope after it.
+envhash() {
+	ns-sign --canonical <<<"$1" | head -c -1 | openssl dgst -sha256 -binary |
+	    basenc --base64url | tr -d '='
+}
+
+# mklog SPACE N: envelopes 1 to N of SPACE, chained, one per line.
+mklog() {
+	local prev=null e i
+	for i in $(seq 1 "$2"); do
+		e=$(SPACE=$1 mkenv "$i" "$prev" "$SIGNED")
+		printf '%s\n' "$e"
+		prev="\"$(envhash "$e")\""
+	done
 }
 
 @test "ns-verify: a good object passes unchanged, exit 0" {
@@ -96,6 +114,105 @@ $bad"
 	# seq 1 with a prev
 	run -1 --separate-stderr ns-verify <<<"$(mkenv 1 '"x"' "$SIGNED")"
 	assert_match 'prev null' "$stderr"
+}
+
+@test "ns-verify: a whole log passes; an envelope missing from the middle fails" {
+	mklog channel/z/x 8 >"$BATS_TEST_TMPDIR/log"
+	run -0 --separate-stderr ns-verify <"$BATS_TEST_TMPDIR/log"
+	[ "${#lines[@]}" -eq 8 ]
+	[ -z "$stderr" ]
+	# every envelope verifies and every prev that can be checked matches,
+	# but 4 to 6 are gone: the one after the hole passes, the log fails
+	sed '4,6d' "$BATS_TEST_TMPDIR/log" >"$BATS_TEST_TMPDIR/holed"
+	run -1 --separate-stderr ns-verify <"$BATS_TEST_TMPDIR/holed"
+	[ "${#lines[@]}" -eq 5 ]
+	[ "$stderr" = "ns-verify: line 4: channel/z/x: seq 4 to 6 missing" ]
+	printf '%s\n' "$output" | jq -e -s 'map(.seq) == [1,2,3,7,8]' >/dev/null
+	# one missing
+	sed '5d' "$BATS_TEST_TMPDIR/log" >"$BATS_TEST_TMPDIR/holed"
+	run -1 --separate-stderr ns-verify <"$BATS_TEST_TMPDIR/holed"
+	[ "$stderr" = "ns-verify: line 5: channel/z/x: seq 5 missing" ]
+	run -1 ns-verify -q <"$BATS_TEST_TMPDIR/holed"
+	# the last one missing cannot be seen: the log simply ends earlier
+	run -0 ns-verify <<<"$(head -n 7 "$BATS_TEST_TMPDIR/log")"
+}
+
+@test "ns-verify: a repeated or out-of-order seq fails and is left out" {
+	mklog channel/z/x 3 >"$BATS_TEST_TMPDIR/log"
+	mapfile -t e <"$BATS_TEST_TMPDIR/log"
+	run -1 --separate-stderr ns-verify <<<"${e[0]}
+${e[1]}
+${e[1]}
+${e[2]}"
+	[ "${#lines[@]}" -eq 3 ]
+	[ "$stderr" = "ns-verify: line 3: channel/z/x: seq 2 again" ]
+	run -1 --separate-stderr ns-verify <<<"${e[0]}
+${e[2]}
+${e[1]}"
+	[ "${#lines[@]}" -eq 2 ]
+	assert_match "line 2: channel/z/x: seq 2 missing" "$stderr"
+	assert_match "line 3: channel/z/x: seq 2 after seq 3: out of order" "$stderr"
+	# another envelope with a seq that is taken: a fork
+	fork=$(mkenv 2 "$(jq .prev <<<"${e[1]}")" "$(ns-sign -k "$ALICE" --ts 1 <<<'{"type":"beam","n":2}')")
+	run -1 --separate-stderr ns-verify <<<"${e[0]}
+${e[1]}
+$fork"
+	[ "$stderr" = "ns-verify: line 3: channel/z/x: a second envelope at seq 2" ]
+}
+
+@test "ns-verify: two spaces interleaved are checked each on its own" {
+	mklog channel/z/a 4 >"$BATS_TEST_TMPDIR/a"
+	mklog dm/z/b 4 >"$BATS_TEST_TMPDIR/b"
+	paste -d '\n' "$BATS_TEST_TMPDIR/a" "$BATS_TEST_TMPDIR/b" >"$BATS_TEST_TMPDIR/ab"
+	run -0 --separate-stderr ns-verify <"$BATS_TEST_TMPDIR/ab"
+	[ "${#lines[@]}" -eq 8 ]
+	[ -z "$stderr" ]
+	# b loses its seq 3 (line 6): only b fails, at its seq 4 (line 7)
+	sed '6d' "$BATS_TEST_TMPDIR/ab" >"$BATS_TEST_TMPDIR/holed"
+	run -1 --separate-stderr ns-verify <"$BATS_TEST_TMPDIR/holed"
+	[ "${#lines[@]}" -eq 7 ]
+	[ "$stderr" = "ns-verify: line 7: dm/z/b: seq 3 missing" ]
+	# a's seq 2 with b's seq 1 as prev: the chains do not mix
+	swapped=$(SPACE=channel/z/a mkenv 2 "\"$(envhash "$(head -n 1 "$BATS_TEST_TMPDIR/b")")\"" "$SIGNED")
+	run -1 --separate-stderr ns-verify <<<"$(sed -n 1,2p "$BATS_TEST_TMPDIR/ab")
+$swapped"
+	assert_match "line 3: hash chain broken" "$stderr"
+}
+
+@test "ns-verify: a log from seq 5 gets a notice and passes; --from-start fails it" {
+	mklog channel/z/x 8 | tail -n 4 >"$BATS_TEST_TMPDIR/page"
+	run -0 --separate-stderr ns-verify <"$BATS_TEST_TMPDIR/page"
+	[ "${#lines[@]}" -eq 4 ]
+	[ "$stderr" = "ns-verify: line 1: channel/z/x: the log starts at seq 5: checked from there on" ]
+	run -0 --separate-stderr ns-verify -q <"$BATS_TEST_TMPDIR/page"
+	[ -z "$stderr" ]
+	# from there on it is checked as ever
+	run -1 --separate-stderr ns-verify <<<"$(sed 2d "$BATS_TEST_TMPDIR/page")"
+	assert_match "line 2: channel/z/x: seq 6 missing" "$stderr"
+	# the whole log asked for
+	run -1 --separate-stderr ns-verify --from-start <"$BATS_TEST_TMPDIR/page"
+	[ "${#lines[@]}" -eq 4 ]
+	[ "$stderr" = "ns-verify: line 1: channel/z/x: seq 1 to 4 missing" ]
+	run -0 ns-verify -s <<<"$(mklog channel/z/x 2)"
+}
+
+@test "ns-verify: every envelope of a space is signed by the same node" {
+	e1=$(mkenv 1 null "$SIGNED")
+	e2=$(jq -cn --arg p "$(envhash "$e1")" --arg a "$ALICE_DID" --argjson ev "$SIGNED" \
+	    '{type:"envelope",space:"channel/z/x",seq:2,prev:$p,event:$ev,node:$a,ts:1}' |
+	    NODE=$ALICE node_sign)
+	run -0 ns-verify <<<"$e2"
+	run -1 --separate-stderr ns-verify <<<"$e1
+$e2"
+	[ "${#lines[@]}" -eq 1 ]
+	[ "$stderr" = "ns-verify: line 2: channel/z/x: seq 2 is signed by another node than seq 1" ]
+}
+
+@test "ns-verify: a forged envelope in its place is reported once" {
+	mklog channel/z/x 4 | jq -c 'if .seq == 2 then .ts = 2 else . end' >"$BATS_TEST_TMPDIR/log"
+	run -1 --separate-stderr ns-verify <"$BATS_TEST_TMPDIR/log"
+	[ "${#lines[@]}" -eq 3 ]
+	[ "$stderr" = "ns-verify: line 2: envelope signature does not verify" ]
 }
 
 @test "ns-verify: -j 2 gives the same output, in order, as one thread" {
@@ -240,5 +357,7 @@ raw_sign() {
 	run -2 ns-verify --nope
 	run -2 ns-verify -j 1000
 	run -2 ns-verify extra
+	run -2 --separate-stderr ns-verify --bus --from-start </dev/null
+	run -2 --separate-stderr ns-verify -s --raw "$ALICE_DID" AAAA </dev/null
 	run -2 --separate-stderr ns-verify --raw not-a-did AAAA </dev/null
 }
