@@ -32,6 +32,7 @@
 #include "jsonl.h"
 #include "key.h"
 #include "msg.h"
+#include "neterr.h"
 #include "sig.h"
 
 #define PROG		"ns-client"
@@ -44,6 +45,7 @@
 #define PAGE		100		/* history page asked for */
 #define TICK_MS		100
 #define CLOSE_WAIT	3.0		/* seconds for the closing handshake */
+#define PROBE_MS	3000		/* at most, to find why a connect failed */
 
 enum cmd {
 	C_LOGIN, C_CREATE, C_JOIN, C_LEAVE, C_INVITE, C_REMOVE, C_BEAM,
@@ -154,6 +156,10 @@ static struct {
 	int quit, status;
 	int close_code;
 	char close_reason[124];
+	int tcp_up;		/* the WebSocket handshake went out */
+	int conn_failed;	/* no connection: say why after the loop */
+	char cce[128];		/* libwebsockets' word for it */
+	char lws_err[128];	/* its last error line */
 
 	/* producers */
 	int list_i, list_n;		/* one-shot commands, subscribe */
@@ -1049,16 +1055,12 @@ handle(struct slot *s)
 	if (jsonl_has(msg, "error")) {
 		jv err = jsonl_get(msg, "error");
 		if (s->kind == K_LOGIN) {
-			char reason[40] = "error", message[100] = "";
+			char why[300];
 			jv data = jsonl_get(err, "data");
-			if (jsonl_str(data, "reason"))
-				clean(reason, sizeof(reason),
-				    jsonl_str(data, "reason"), 32);
-			if (jsonl_str(err, "message"))
-				clean(message, sizeof(message),
-				    jsonl_str(err, "message"), 80);
+			neterr_login(why, sizeof(why), jsonl_str(data, "reason"),
+			    jsonl_str(err, "message"));
 			jv_free(data);
-			fatal("login: %s: %s", reason, message);
+			fatal("%s: %s", g.url, why);
 		} else {
 			if (s->kind == K_SUBSCRIBE)
 				g.sub_failed = 1;
@@ -1158,7 +1160,7 @@ static void
 on_challenge(jv ch)
 {
 	static struct buf scratch;
-	char want[300], have[300];
+	char want[300], have[300], why_buf[300];
 	const char *why, *type, *nonce, *node, *addr;
 	struct slot *s;
 	jv login;
@@ -1178,15 +1180,16 @@ on_challenge(jv ch)
 		return;
 	}
 	if (g.want_node && strcmp(node, g.want_node) != 0) {
-		fatal("%s: the node is %s, not %s", g.url, node, g.want_node);
+		neterr_wrong_node(why_buf, sizeof(why_buf), node, g.want_node);
+		fatal("%s: %s", g.url, why_buf);
 		return;
 	}
 	if (!g.any_address && (addr_norm(addr, have, sizeof(have)) != 0 ||
 	    addr_norm(g.hostport, want, sizeof(want)) != 0 ||
 	    strcasecmp(have, want) != 0)) {
-		clean(have, sizeof(have), addr, 80);
-		fatal("%s: the node calls itself %s (use --any-address to "
-		    "accept that)", g.url, have);
+		neterr_wrong_address(why_buf, sizeof(why_buf), addr);
+		fatal("%s: %s, or use --any-address to accept it", g.url,
+		    why_buf);
 		return;
 	}
 	jv_free(g.node);
@@ -1312,9 +1315,15 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 	(void)user;
 	switch (reason) {
 	case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
+		/* reported after the loop, where finding out more may block */
 		g.wsi = NULL;
-		fatal("%s: %s", g.url, in ? (char *)in : "cannot connect");
+		g.conn_failed = 1;
+		snprintf(g.cce, sizeof(g.cce), "%.*s", in ? (int)len : 0,
+		    in ? (const char *)in : "");
 		g.quit = 1;
+		break;
+	case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER:
+		g.tcp_up = 1;
 		break;
 	case LWS_CALLBACK_CLIENT_ESTABLISHED:
 		g.state = S_CHALLENGE;
@@ -1344,13 +1353,10 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 	case LWS_CALLBACK_CLIENT_CLOSED:
 		g.wsi = NULL;
 		if (g.state != S_CLOSING) {
-			if (g.close_code)
-				fatal("%s: the node closed the connection "
-				    "(%d%s%s)", g.url, g.close_code,
-				    *g.close_reason ? " " : "",
-				    g.close_reason);
-			else
-				fatal("%s: the connection was closed", g.url);
+			char why[300];
+			neterr_closed(why, sizeof(why), g.close_code,
+			    g.close_reason);
+			fatal("%s: %s", g.url, why);
 		}
 		g.quit = 1;
 		break;
@@ -1361,6 +1367,51 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		break;
 	}
 	return 0;
+}
+
+/* libwebsockets' error lines are kept, not printed, so that a failure
+ * makes one line; the TLS one names what is wrong with a certificate. */
+static void
+lws_log(int level, const char *line)
+{
+	size_t n = strcspn(line, "\n");
+	char tmp[sizeof(g.lws_err)];
+
+	(void)level;
+	snprintf(tmp, sizeof(tmp), "%.*s", (int)n, line);
+	clean(g.lws_err, sizeof(g.lws_err), tmp, sizeof(g.lws_err) - 1);
+}
+
+/* Say why no connection was made: after the loop, as finding out may
+ * block, and libwebsockets says "Unable to connect" for most causes. */
+static void
+report_connect_failure(void)
+{
+	enum neterr e = neterr_from_lws(g.cce);
+	const char *p;
+	char detail[100] = "", cce[100];
+	double left = g.timeout - (now_s() - g.start);
+	int r;
+
+	if (e == NETERR_CONNECT && !g.tcp_up) {
+		r = left * 1000 < PROBE_MS ? (int)(left * 1000) : PROBE_MS;
+		if ((r = neterr_probe(g.host, g.port, r < 200 ? 200 : r)) >= 0)
+			e = (enum neterr)r;
+	}
+	if (e == NETERR_TLS && (p = strstr(g.lws_err, "SSL error: ")))
+		snprintf(detail, sizeof(detail), "%.*s", (int)strcspn(p + 11,
+		    "("), p + 11);
+	while (*detail && detail[strlen(detail) - 1] == ' ')
+		detail[strlen(detail) - 1] = '\0';
+	if (e == NETERR_OTHER) {
+		clean(cce, sizeof(cce), g.cce, 80);
+		fatal("%s: %s: %s", g.url, cce, neterr_hint(e));
+	} else if (*detail)
+		fatal("%s: %s (%s): %s", g.url, neterr_what(e), detail,
+		    neterr_hint(e));
+	else
+		fatal("%s: %s", g.url, neterr_str(e));
+	g.quit = 1;
 }
 
 static const struct lws_protocols protocols[] = {
@@ -1392,9 +1443,21 @@ check_times(void)
 		return;
 	}
 	if (g.state < S_READY) {
-		if (now - g.start > g.timeout)
-			fatal("%s: timeout: no login after %g s", g.url,
-			    g.timeout);
+		if (now - g.start <= g.timeout)
+			return;
+		if (!g.tcp_up)
+			fatal("%s: timeout: no connection after %g s: %s", g.url,
+			    g.timeout, neterr_hint(NETERR_TIMEOUT));
+		else if (g.state == S_CONNECTING)
+			fatal("%s: timeout: no WebSocket handshake after %g s: "
+			    "%s", g.url, g.timeout,
+			    neterr_hint(NETERR_HANDSHAKE));
+		else if (g.state == S_CHALLENGE)
+			fatal("%s: timeout: no challenge after %g s: %s", g.url,
+			    g.timeout, neterr_hint(NETERR_HANDSHAKE));
+		else
+			fatal("%s: timeout: no answer to the login after %g s",
+			    g.url, g.timeout);
 		return;
 	}
 	for (i = 0; i < g.cap; i++) {
@@ -1683,9 +1746,11 @@ main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 
-	lws_set_log_level(LLL_ERR, NULL);
+	lws_set_log_level(LLL_ERR, lws_log);
 	memset(&info, 0, sizeof(info));
 	info.port = CONTEXT_PORT_NO_LISTEN;
+	/* -t is the one timeout: lws's own fire later */
+	info.timeout_secs = info.connect_timeout_secs = (unsigned)g.timeout + 10;
 	info.protocols = protocols;
 	info.gid = -1;
 	info.uid = -1;
@@ -1708,8 +1773,9 @@ main(int argc, char **argv)
 	ci.ssl_connection = g.tls ? LCCSCF_USE_SSL : 0;
 	ci.local_protocol_name = PROG;
 	ci.pwsi = &g.wsi;
-	if (!lws_client_connect_via_info(&ci) && g.status != 2) {
-		fatal("%s: cannot connect", g.url);
+	/* a name that does not resolve fails here, without a callback */
+	if (!lws_client_connect_via_info(&ci)) {
+		g.conn_failed = 1;
 		g.quit = 1;
 	}
 	lws_sul_schedule(g.ctx, 0, &g.sul, tick, TICK_MS * LWS_US_PER_MS);
@@ -1719,6 +1785,8 @@ main(int argc, char **argv)
 		if (gotsig)
 			check_times();
 	}
+	if (g.conn_failed && g.status != 2)
+		report_connect_failure();
 
 	pthread_mutex_lock(&inq.mu);
 	inq.closed = 1;

@@ -100,12 +100,22 @@ new_space() {
 	assert_match "readable by others" "$stderr"
 }
 
-@test "ns-client: a refused connection exits 2 at once" {
+@test "ns-client: a refused connection says so and how to start a node (exit 2)" {
 	SECONDS=0
 	run -2 --separate-stderr ns-client -t 20 -u ws://127.0.0.1:1/ login
 	[ "$SECONDS" -lt 5 ]
 	[ -z "$output" ]
-	assert_match "^ns-client: ws://127.0.0.1:1/: " "$stderr"
+	[ "$stderr" = "ns-client: ws://127.0.0.1:1/: connection refused: is the node running? start it with: ns-node run DIR" ]
+}
+
+@test "ns-client: a host name that does not resolve is named as such (exit 2)" {
+	SECONDS=0
+	run -2 --separate-stderr ns-client -t 20 -u ws://no-such-node.invalid:7700/ login
+	[ "$SECONDS" -lt 15 ]
+	[ -z "$output" ]
+	# host not found, or, with no DNS at hand, the lookup failed
+	assert_match "^ns-client: ws://no-such-node.invalid:7700/: (host not found|host name lookup failed): check the host name in the URL" "$stderr"
+	[ "${#stderr_lines[@]}" -eq 1 ]
 }
 
 @test "ns-client: a server that never answers times out with 2" {
@@ -147,7 +157,15 @@ while time.time() < deadline:
 	node_start
 	run -2 --separate-stderr ns-client --node "$BOB_DID" login
 	[ -z "$output" ]
-	assert_match "not $BOB_DID" "$stderr"
+	[ "$stderr" = "ns-client: $NS_URL: the node is $NODE_DID, not $BOB_DID: is this the URL of that node?" ]
+}
+
+@test "ns-client: a refused login gives the node's reason and asks about the key" {
+	node_start
+	# a login stamped in 1970 is outside the node's 5 minutes
+	NS_NOW=1000 run -2 --separate-stderr ns-client login
+	[ -z "$output" ]
+	assert_match "^ns-client: $NS_URL: login refused: unauthenticated: .+: is this machine's clock right\?$" "$stderr"
 }
 
 @test "ns-client: a node naming another address is refused without --any-address" {
