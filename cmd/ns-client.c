@@ -5,9 +5,11 @@
  * with the user's key file and runs one COMMAND: each event it submits is
  * signed here, so the secret key never goes to the node.  Every result,
  * envelope and beam comes out as one JSON line on stdout.  beam without a
- * JSON argument, and rpc, read JSON objects on stdin.  Exit 0 if every
- * request succeeded, 1 if the node refused one (its error object is
- * printed), 2 on usage, key, connection, login or timeout trouble.
+ * JSON argument, and rpc, read JSON objects on stdin.  A request the node
+ * answers busy is sent again after the wait it asks for (but in rpc).
+ * Exit 0 if every request succeeded, 1 if the node refused one (its error
+ * object is printed) or ended a subscription, 2 on usage, key, connection,
+ * login or timeout trouble.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -43,9 +45,13 @@
 #define SUB_MAX		256		/* subscriptions per connection */
 #define INQ_MAX		16		/* stdin values read ahead */
 #define PAGE		100		/* history page asked for */
+#define HELD_MAX	100000		/* live events held while paging */
 #define TICK_MS		100
 #define CLOSE_WAIT	3.0		/* seconds for the closing handshake */
 #define PROBE_MS	3000		/* at most, to find why a connect failed */
+#define BUSY_TRIES	10		/* sends of a request the node calls busy */
+#define BUSY_WAIT	1.0		/* seconds, when it gives no retryAfter */
+#define BUSY_WAIT_MAX	10.0		/* seconds, whatever it gives */
 
 enum cmd {
 	C_LOGIN, C_CREATE, C_JOIN, C_LEAVE, C_INVITE, C_REMOVE, C_BEAM,
@@ -74,7 +80,7 @@ static const struct {
 
 /* What to do with the answer to a request. */
 enum kind {
-	K_LOGIN, K_PRINT, K_GET, K_HISTORY, K_SUBSCRIBE, K_RPC, K_BAD
+	K_LOGIN, K_PRINT, K_GET, K_HISTORY, K_SUBSCRIBE, K_PAGE, K_RPC, K_BAD
 };
 
 /* Connection states, in order. */
@@ -96,6 +102,30 @@ struct slot {
 	double sent;
 	jv uid;			/* rpc: the id printed back (the user's) */
 	jv msg;			/* the answer, or for K_BAD the error line */
+	struct buf req;		/* the request as sent, to send it again */
+	int tries;		/* times sent */
+	double again;		/* busy: when to send it again, else 0 */
+	int sub;		/* subscribe, K_PAGE: which space */
+};
+
+/*
+ * subscribe: one space followed.  With --from, the history from that seq
+ * is paged in after the subscription is made; live events that come
+ * meanwhile are held, and every envelope is printed once, in seq order.
+ */
+struct sub {
+	const char *space;	/* the space id, in argv */
+	enum {
+		SUB_ASKED,	/* subscribe sent */
+		SUB_HISTORY,	/* subscribed, paging the history */
+		SUB_LIVE,	/* printing events as they come */
+		SUB_OVER	/* refused, or ended by the node */
+	} state;
+	int want_page;		/* a history page is to be asked for */
+	int64_t after;		/* the next page starts after this seq */
+	int64_t last;		/* the highest seq printed */
+	jv held;		/* notifications that came during the history */
+	int nheld;
 };
 
 struct outmsg {
@@ -129,7 +159,7 @@ static struct {
 	const char *url, *keyfile, *want_node;
 	double timeout;
 	int timeout_given, any_address, raw, quiet;
-	int64_t window, after, limit, count;
+	int64_t window, after, limit, count, from;
 	const char *get_address;
 	enum cmd cmd;
 	char **args;
@@ -167,8 +197,10 @@ static struct {
 	int64_t hist_after, hist_printed;
 	int stdin_used, stdin_done;
 	unsigned long nread;		/* values read from stdin */
-	int64_t events;			/* subscribe: notifications seen */
+	int64_t events;			/* subscribe: events printed */
 	int sub_failed;
+	struct sub *subs;
+	int nsubs, subs_open;		/* subs_open: not SUB_OVER */
 } g;
 
 static volatile sig_atomic_t gotsig;
@@ -205,9 +237,12 @@ usage(int status)
 "                                at most --limit of them\n"
 "  members SPACE\n"
 "  info SPACE\n"
-"  subscribe SPACE... [--count N]\n"
-"                                print each result, then each event as it\n"
-"                                comes; stop after N events\n"
+"  subscribe SPACE... [--from SEQ] [--count N]\n"
+"                                print each result, then each new event as\n"
+"                                it comes (blocks); with --from, first the\n"
+"                                envelopes from seq SEQ on (1: the whole\n"
+"                                log), each once and in order; stop after N\n"
+"                                envelopes\n"
 "  get PATH [--address ADDR]     print the beam at PATH\n"
 "  delete PATH                   delete your beam at PATH\n"
 "  rpc [--window N]              send each JSON-RPC request on stdin, print\n"
@@ -476,6 +511,9 @@ slot_take(enum kind kind, const char *method)
 
 	s->used = 1;
 	s->answered = 0;
+	s->tries = 1;
+	s->again = 0;
+	buf_reset(&s->req);
 	s->wire = g.next_wire++;
 	s->kind = kind;
 	clean(s->method, sizeof(s->method), method, sizeof(s->method) - 1);
@@ -492,6 +530,8 @@ slot_release(struct slot *s)
 	jv_free(s->uid);
 	jv_free(s->msg);
 	s->uid = s->msg = jv_invalid();
+	if (s->req.cap > 65536)
+		buf_free(&s->req);	/* a big beam's copy goes at once */
 	s->used = 0;
 	g.used--;
 }
@@ -547,6 +587,10 @@ send_msg(jv msg, enum kind kind, const char *method, unsigned long line)
 	jv_free(msg);
 	s = slot_take(kind, method);
 	outq_push(&b);
+	/* lws_write masks what it sends in place: keep a copy to send again
+	 * when the node is busy (rpc prints busy as it is) */
+	if (kind != K_RPC)
+		buf_add(&s->req, b.p, b.len);
 	return s;
 }
 
@@ -619,6 +663,7 @@ send_command(int i)
 	char **a = g.args;
 	const char *space = g.nargs > 0 ? space_id(a[0]) : NULL;
 	struct buf b = BUF_INIT;
+	struct slot *s;
 	jv ev, params;
 
 	switch (g.cmd) {
@@ -672,8 +717,9 @@ send_command(int i)
 		    JV_OBJECT(jv_string("space"), jv_string(space)), K_PRINT);
 		break;
 	case C_SUBSCRIBE:
-		send_req("subscribe", JV_OBJECT(jv_string("space"),
-		    jv_string(space_id(a[i]))), K_SUBSCRIBE);
+		if ((s = send_req("subscribe", JV_OBJECT(jv_string("space"),
+		    jv_string(g.subs[i].space)), K_SUBSCRIBE)))
+			s->sub = i;
 		break;
 	case C_GET:
 		params = JV_OBJECT(jv_string("beam"), jv_string(a[0]));
@@ -838,6 +884,206 @@ send_input(struct item *it)
 		jv_free(uid);
 }
 
+/* --- subscribe ---------------------------------------------------------- */
+
+static struct sub *
+sub_find(const char *space)
+{
+	for (int i = 0; space && i < g.nsubs; i++)
+		if (strcmp(g.subs[i].space, space) == 0)
+			return &g.subs[i];
+	return NULL;
+}
+
+static void
+sub_over(struct sub *u)
+{
+	if (u->state == SUB_OVER)
+		return;
+	u->state = SUB_OVER;
+	g.subs_open--;
+	jv_free(u->held);
+	u->held = jv_array();
+	u->nheld = 0;
+}
+
+/* --from: ask for the next history page of each space that wants one, as
+ * long as a slot is free (the others wait for the next call). */
+static void
+send_pages(void)
+{
+	struct sub *u;
+	struct slot *s;
+
+	for (int i = 0; i < g.nsubs && g.state == S_READY; i++) {
+		u = &g.subs[i];
+		if (!u->want_page || u->state != SUB_HISTORY)
+			continue;
+		if (!slot_free_for_next())
+			return;
+		u->want_page = 0;
+		if ((s = send_req("space.history", JV_OBJECT(jv_string("space"),
+		    jv_string(u->space), jv_string("after"), jv_number(u->after),
+		    jv_string("limit"), jv_number(PAGE)), K_PAGE)))
+			s->sub = i;
+	}
+}
+
+static int emit_envelope(jv env);
+
+/* Print env (consumed), an envelope of u's space (u NULL: of no space
+ * followed here), unless its seq was printed already.  With --raw, msg
+ * (borrowed; jv_invalid() for an envelope of a history page, whose whole
+ * answer is printed) is printed instead. */
+static void
+deliver(struct sub *u, jv env, jv msg)
+{
+	const char *space = jsonl_str(env, "space");
+	int64_t seq = 0;
+
+	if (g.count > 0 && g.events >= g.count) {
+		jv_free(env);
+		return;
+	}
+	if (u && (!space || strcmp(space, u->space) != 0)) {
+		warn("%s: an envelope of another space refused", u->space);
+		failed();
+		jv_free(env);
+		return;
+	}
+	if (u && jsonl_int(env, "seq", &seq) == 0 && seq <= u->last) {
+		jv_free(env);		/* printed already */
+		return;
+	}
+	if (emit_envelope(env) != 0)
+		return;
+	if (u)
+		u->last = seq;
+	if (g.raw && jv_is_valid(msg))
+		emit(jv_copy(msg));
+	g.events++;
+}
+
+/* The history is in: print what came meanwhile, then follow live. */
+static void
+sub_live(struct sub *u)
+{
+	jv held = u->held;
+
+	u->state = SUB_LIVE;
+	u->held = jv_array();
+	u->nheld = 0;
+	jv_array_foreach(held, i, m) {
+		deliver(u, jsonl_get(m, "params"), m);
+		jv_free(m);
+	}
+	jv_free(held);
+}
+
+/* A subscribe result: the space is followed from now on. */
+static void
+sub_started(struct sub *u)
+{
+	if (u->state != SUB_ASKED)
+		return;		/* ended by the node meanwhile */
+	if (g.from > 0) {
+		u->state = SUB_HISTORY;
+		u->after = u->last = g.from - 1;
+		u->want_page = 1;
+	} else
+		sub_live(u);
+}
+
+/* A page of the history of u, after u->after. */
+static void
+handle_page(struct sub *u, jv msg, jv res)
+{
+	jv envs = jsonl_get(res, "envelopes");
+	int64_t next;
+
+	if (u->state != SUB_HISTORY)
+		goto out;	/* ended meanwhile: nothing more to print */
+	if (jv_get_kind(envs) != JV_KIND_ARRAY) {
+		fatal("space.history: the node sent no envelopes array");
+		goto out;
+	}
+	if (g.raw)
+		emit(jv_copy(msg));
+	jv_array_foreach(envs, i, env)
+		deliver(u, env, jv_invalid());
+	if (jsonl_kind(res, "next") == JV_KIND_NULL)
+		sub_live(u);
+	else if (jsonl_int(res, "next", &next) != 0 || next <= u->after)
+		fatal("space.history: the node's next page does not advance");
+	else {
+		u->after = next;
+		u->want_page = 1;
+	}
+out:
+	jv_free(envs);
+}
+
+/* The node ended a subscription (the caller lost read access). */
+static void
+on_unsubscribed(jv msg)
+{
+	jv params = jsonl_get(msg, "params");
+	const char *space = jsonl_str(params, "space");
+	const char *m = jsonl_str(params, "message");
+	struct sub *u = sub_find(space);
+	char sp[128], why[100];
+
+	if (u && u->state != SUB_OVER) {
+		clean(sp, sizeof(sp), space, 121);
+		clean(why, sizeof(why), m ? m : jsonl_str(params, "reason") ?
+		    jsonl_str(params, "reason") : "no reason given", 80);
+		warn("%s: subscription ended by the node: %s", sp, why);
+		if (g.raw)
+			emit(jv_copy(msg));
+		failed();
+		sub_over(u);
+	}
+	jv_free(params);
+}
+
+/* An event or chunk notification for a subscription. */
+static void
+on_event(jv msg, const char *method)
+{
+	jv params = jsonl_get(msg, "params");
+	struct sub *u = sub_find(jsonl_str(params, "space"));
+
+	if (u && u->state == SUB_OVER) {
+		jv_free(params);
+		return;
+	}
+	if (strcmp(method, "chunk") == 0) {
+		/* live only, never in the log: no order to keep */
+		if (g.count > 0 && g.events >= g.count)
+			jv_free(params);
+		else {
+			emit(g.raw ? jv_copy(msg) : params);
+			if (g.raw)
+				jv_free(params);
+			g.events++;
+		}
+		return;
+	}
+	if (u && g.from > 0 && u->state != SUB_LIVE) {
+		if (u->nheld >= HELD_MAX) {
+			jv_free(params);
+			fatal("subscribe: %s: over %d live events came while "
+			    "the history was read", u->space, HELD_MAX);
+			return;
+		}
+		u->held = jv_array_append(u->held, jv_copy(msg));
+		u->nheld++;
+		jv_free(params);
+		return;
+	}
+	deliver(u, params, msg);
+}
+
 /* --- the run ----------------------------------------------------------- */
 
 static int
@@ -882,11 +1128,13 @@ pump(void)
 			send_command(g.list_i++);
 		drain();
 	}
+	if (g.cmd == C_SUBSCRIBE)
+		send_pages();
 	if (g.outq && g.wsi)
 		lws_callback_on_writable(g.wsi);
 	if (g.state != S_READY || !produce_done() || g.used > 0)
 		return;
-	if (g.cmd == C_SUBSCRIBE && !g.sub_failed &&
+	if (g.cmd == C_SUBSCRIBE && !g.sub_failed && g.subs_open > 0 &&
 	    !(g.count > 0 && g.events >= g.count))
 		return;
 	begin_close();
@@ -925,7 +1173,12 @@ report_error(const struct slot *s, jv err)
 	m = jsonl_str(err, "message");
 	clean(reason, sizeof(reason), r ? r : "error", 32);
 	clean(message, sizeof(message), m ? m : "", 80);
-	warn("%s: %s%s%s", s->method, reason, *message ? ": " : "", message);
+	if (s->tries > 1)
+		warn("%s: %s%s%s (sent %d times)", s->method, reason,
+		    *message ? ": " : "", message, s->tries);
+	else
+		warn("%s: %s%s%s", s->method, reason, *message ? ": " : "",
+		    message);
 	jv_free(data);
 }
 
@@ -1062,8 +1315,10 @@ handle(struct slot *s)
 			jv_free(data);
 			fatal("%s: %s", g.url, why);
 		} else {
-			if (s->kind == K_SUBSCRIBE)
+			if (s->kind == K_SUBSCRIBE || s->kind == K_PAGE) {
 				g.sub_failed = 1;
+				sub_over(&g.subs[s->sub]);
+			}
 			if (s->kind == K_HISTORY)
 				g.hist_state = 2;
 			report_error(s, err);
@@ -1080,6 +1335,13 @@ handle(struct slot *s)
 		break;
 	case K_HISTORY:
 		handle_history(msg, res);
+		break;
+	case K_PAGE:
+		handle_page(&g.subs[s->sub], msg, res);
+		break;
+	case K_SUBSCRIBE:
+		emit(g.raw ? jv_copy(msg) : jv_copy(res));
+		sub_started(&g.subs[s->sub]);
 		break;
 	case K_GET:
 		beam = jsonl_get(res, "beam");
@@ -1118,11 +1380,58 @@ drain(void)
 	}
 }
 
+/* 1 and *wait (seconds) if msg is a busy error: after data.retryAfter
+ * milliseconds, capped; 0 otherwise. */
+static int
+busy_wait(jv msg, double *wait)
+{
+	jv err = jsonl_get(msg, "error"), data = jsonl_get(err, "data");
+	const char *reason = jsonl_str(data, "reason");
+	int64_t code = 0;
+	int busy;
+
+	jsonl_int(err, "code", &code);
+	busy = code == -32008 || (reason && strcmp(reason, "busy") == 0);
+	*wait = BUSY_WAIT;
+	if (jsonl_kind(data, "retryAfter") == JV_KIND_NUMBER) {
+		jv ra = jsonl_get(data, "retryAfter");
+		double ms = jv_number_value(ra);
+		jv_free(ra);
+		if (ms >= 0 && ms <= BUSY_WAIT_MAX * 1000)
+			*wait = ms / 1000;
+		else if (ms > BUSY_WAIT_MAX * 1000)
+			*wait = BUSY_WAIT_MAX;
+	}
+	jv_free(data);
+	jv_free(err);
+	return busy;
+}
+
+/* Send again the requests whose busy wait is over. */
+static void
+send_again(double now)
+{
+	struct slot *s;
+
+	for (int64_t i = 0; i < g.cap; i++) {
+		s = &g.slots[i];
+		if (!s->used || s->answered || s->again == 0 || now < s->again)
+			continue;
+		s->again = 0;
+		s->tries++;
+		s->sent = now;
+		outq_push(&s->req);
+	}
+	if (g.outq && g.wsi)
+		lws_callback_on_writable(g.wsi);
+}
+
 static void
 on_response(jv msg)
 {
 	int64_t id;
 	struct slot *s;
+	double wait;
 
 	if (jsonl_int(msg, "id", &id) != 0) {
 		/* id null: the node could not read a request at all */
@@ -1144,6 +1453,13 @@ on_response(jv msg)
 		jv_free(msg);
 		fatal("%s: the node sent an answer without result or error",
 		    s->method);
+		return;
+	}
+	if (s->kind != K_RPC && s->tries < BUSY_TRIES && busy_wait(msg, &wait)) {
+		/* the same request again later; answers keep their order, as
+		 * the ones after it wait for its turn */
+		s->again = now_s() + wait;
+		jv_free(msg);
 		return;
 	}
 	s->answered = 1;
@@ -1228,21 +1544,10 @@ on_notification(jv msg, const char *method)
 	}
 	if (g.cmd != C_SUBSCRIBE || g.state != S_READY)
 		return;
-	if (strcmp(method, "event") != 0 && strcmp(method, "chunk") != 0)
-		return;
-	if (g.count > 0 && g.events >= g.count)
-		return;
-	params = jsonl_get(msg, "params");
-	if (strcmp(method, "event") == 0) {
-		if (emit_envelope(params) != 0)
-			return;
-	} else if (!g.raw)
-		emit(params);
-	else
-		jv_free(params);
-	if (g.raw)
-		emit(jv_copy(msg));
-	g.events++;
+	if (strcmp(method, "unsubscribed") == 0)
+		on_unsubscribed(msg);
+	else if (strcmp(method, "event") == 0 || strcmp(method, "chunk") == 0)
+		on_event(msg, method);
 }
 
 static void
@@ -1443,6 +1748,7 @@ check_times(void)
 		return;
 	}
 	if (g.state < S_READY) {
+		send_again(now);
 		if (now - g.start <= g.timeout)
 			return;
 		if (!g.tcp_up)
@@ -1460,9 +1766,10 @@ check_times(void)
 			    g.url, g.timeout);
 		return;
 	}
+	send_again(now);
 	for (i = 0; i < g.cap; i++) {
 		s = &g.slots[i];
-		if (!s->used || s->answered)
+		if (!s->used || s->answered || s->again != 0)
 			continue;
 		age = now - s->sent;
 		if (age > g.timeout) {
@@ -1513,6 +1820,8 @@ check_args(void)
 		usage_err("--limit is for history only");
 	if (g.count >= 0 && g.cmd != C_SUBSCRIBE)
 		usage_err("--count is for subscribe only");
+	if (g.from >= 0 && g.cmd != C_SUBSCRIBE)
+		usage_err("--from is for subscribe only");
 	if (g.get_address && g.cmd != C_GET)
 		usage_err("--address is for get only");
 	if (g.window > 0 && g.cmd != C_RPC &&
@@ -1572,7 +1881,7 @@ parse_options(int argc, char **argv)
 {
 	enum {
 		O_NODE = 256, O_ANY, O_RAW, O_WINDOW, O_AFTER, O_LIMIT,
-		O_COUNT, O_ADDRESS, O_VERSION
+		O_COUNT, O_FROM, O_ADDRESS, O_VERSION
 	};
 	static const struct option opts[] = {
 		{ "key",	 required_argument, NULL, 'k' },
@@ -1586,6 +1895,7 @@ parse_options(int argc, char **argv)
 		{ "after",	 required_argument, NULL, O_AFTER },
 		{ "limit",	 required_argument, NULL, O_LIMIT },
 		{ "count",	 required_argument, NULL, O_COUNT },
+		{ "from",	 required_argument, NULL, O_FROM },
 		{ "address",	 required_argument, NULL, O_ADDRESS },
 		{ "help",	 no_argument,	    NULL, 'h' },
 		{ "version",	 no_argument,	    NULL, O_VERSION },
@@ -1596,7 +1906,7 @@ parse_options(int argc, char **argv)
 	int c;
 
 	g.timeout = 30;
-	g.after = g.limit = g.count = g.window = -1;
+	g.after = g.limit = g.count = g.window = g.from = -1;
 	while ((c = getopt_long(argc, argv, "k:u:t:qh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'k':
@@ -1635,6 +1945,9 @@ parse_options(int argc, char **argv)
 			break;
 		case O_COUNT:
 			g.count = num_arg("--count", optarg, 1, JSONL_INT_MAX);
+			break;
+		case O_FROM:
+			g.from = num_arg("--from", optarg, 1, JSONL_INT_MAX);
 			break;
 		case O_ADDRESS:
 			g.get_address = optarg;
@@ -1692,8 +2005,9 @@ setup(void)
 	if (g.window < 0)
 		g.window = 64;
 	g.cap = g.window + 1;	/* + the login */
-	if (g.cmd == C_SUBSCRIBE && g.cap < g.nargs + 1)
-		g.cap = g.nargs + 1;
+	/* a subscribe and a history page for each space */
+	if (g.cmd == C_SUBSCRIBE && g.cap < 2 * g.nargs + 1)
+		g.cap = 2 * g.nargs + 1;
 	g.slots = xcalloc((size_t)g.cap, sizeof(*g.slots));
 	g.next_wire = g.head = 1;
 	g.outq_tail = &g.outq;
@@ -1701,8 +2015,14 @@ setup(void)
 	if (g.after < 0)
 		g.after = 0;
 	g.hist_after = g.after;
-	if (g.cmd == C_SUBSCRIBE)
-		g.list_n = g.nargs;
+	if (g.cmd == C_SUBSCRIBE) {
+		g.list_n = g.nsubs = g.subs_open = g.nargs;
+		g.subs = xcalloc((size_t)g.nsubs, sizeof(*g.subs));
+		for (int i = 0; i < g.nsubs; i++) {
+			g.subs[i].space = space_id(g.args[i]);
+			g.subs[i].held = jv_array();
+		}
+	}
 	else if (g.cmd != C_LOGIN && g.cmd != C_HISTORY && g.cmd != C_RPC)
 		g.list_n = 1;
 	g.stdin_used = g.cmd == C_RPC || (g.cmd == C_BEAM && g.nargs == 1);
@@ -1796,15 +2116,20 @@ main(int argc, char **argv)
 	lws_context_destroy(g.ctx);
 	if (g.status == 0 && g.state != S_CLOSING)
 		g.status = 2;
-	for (i = 0; i < g.cap; i++)
+	for (i = 0; i < g.cap; i++) {
 		if (g.slots[i].used)
 			slot_release(&g.slots[i]);
+		buf_free(&g.slots[i].req);
+	}
 	free(g.slots);
 	outq_free();
 	buf_free(&g.rx);
 	jv_free(g.node);
 	jv_free(g.address);
 	jv_free(g.beam_arg);
+	for (int j = 0; j < g.nsubs; j++)
+		jv_free(g.subs[j].held);
+	free(g.subs);
 	key_free(g.key);
 	if (jsonl_flush() != 0 && g.status < 2) {
 		warn("stdout:");

@@ -244,6 +244,64 @@ while time.time() < deadline:
 	assert_jq '.seq == 4' "${lines[2]}"
 }
 
+@test "ns-client: subscribe --from 1 prints the whole log, then what comes, each once in order" {
+	node_start
+	S=$(new_space channel tail)
+	# 249 beams: with the space.create, history spans three pages of 100
+	for i in $(seq 1 249); do printf '{"n":%d}\n' "$i"; done |
+	    ns-client beam "$S" >/dev/null
+	# more beams go in while the subscriber reads the history
+	for i in $(seq 250 449); do printf '{"n":%d}\n' "$i"; done >"$BATS_TEST_TMPDIR/more"
+	ns-client -k "$BOB" join "$S" >/dev/null
+	ns-client -k "$BOB" beam "$S" --window 1 <"$BATS_TEST_TMPDIR/more" 3>&- \
+	    >"$BATS_TEST_TMPDIR/during" &
+	WRITER=$!
+	BG_PIDS="$BG_PIDS $WRITER"
+	wait_lines "$BATS_TEST_TMPDIR/during" 5
+	# 1 create + 249 + 1 join + 200 during + 3 after = 454 envelopes
+	ns-client -t 60 subscribe --from 1 "$S" --count 454 3>&- \
+	    >"$BATS_TEST_TMPDIR/sub" 2>"$BATS_TEST_TMPDIR/sub.err" &
+	SUB=$!
+	BG_PIDS="$BG_PIDS $SUB"
+	wait_exit "$WRITER"
+	wait_lines "$BATS_TEST_TMPDIR/sub" 452
+	for i in 1 2 3; do ns-client beam "$S" "{\"after\":$i}" >/dev/null; done
+	wait_exit "$SUB"
+	run -0 cat "$BATS_TEST_TMPDIR/sub"
+	[ "${#lines[@]}" -eq 455 ]
+	assert_jq ".space == \"$S\" and (.head | type) == \"number\"" "${lines[0]}"
+	printf '%s\n' "${lines[@]:1}" | jq -e -s '
+	    map(.seq) == [range(1; 455)] and
+	    .[0].event.type == "space.create" and
+	    .[-1].event.type == "beam.ref"' >/dev/null
+	[ ! -s "$BATS_TEST_TMPDIR/sub.err" ]
+	# what it printed is the log: ns-verify finds it whole from seq 1
+	printf '%s\n' "${lines[@]:1}" | ns-verify --from-start >/dev/null
+}
+
+@test "ns-client: subscribe --from SEQ starts at SEQ, also past the head" {
+	node_start
+	S=$(new_space channel from)
+	for i in 1 2 3 4 5; do printf '{"n":%d}\n' "$i"; done | ns-client beam "$S" >/dev/null
+	run -0 --separate-stderr ns-client -t 2 subscribe --from 4 "$S"
+	[ "${#lines[@]}" -eq 4 ]
+	printf '%s\n' "${lines[@]:1}" | jq -e -s 'map(.seq) == [4,5,6]' >/dev/null
+	# from beyond the head: nothing old, the new ones from SEQ on
+	ns-client -t 20 subscribe --from 8 "$S" --count 1 3>&- >"$BATS_TEST_TMPDIR/sub" &
+	SUB=$!
+	BG_PIDS="$BG_PIDS $SUB"
+	wait_lines "$BATS_TEST_TMPDIR/sub" 1
+	ns-client beam "$S" '{"n":7}' >/dev/null
+	ns-client beam "$S" '{"n":8}' >/dev/null
+	wait_exit "$SUB"
+	run -0 cat "$BATS_TEST_TMPDIR/sub"
+	[ "${#lines[@]}" -eq 2 ]
+	assert_jq '.seq == 8 and .event.type == "beam.ref"' "${lines[1]}"
+	run -2 --separate-stderr ns-client history "$S" --from 1
+	assert_match "for subscribe only" "$stderr"
+	run -2 --separate-stderr ns-client subscribe "$S" --from 0
+}
+
 @test "ns-client: a dm is closed to the uninvited, open after an invite" {
 	node_start
 	S=$(new_space dm secret)
