@@ -45,7 +45,7 @@
 #define SUB_MAX		256		/* subscriptions per connection */
 #define INQ_MAX		16		/* stdin values read ahead */
 #define PAGE		100		/* history page asked for */
-#define HELD_MAX	100000		/* live events held while paging */
+#define HELD_MAX	10000		/* live events held while paging */
 #define TICK_MS		100
 #define CLOSE_WAIT	3.0		/* seconds for the closing handshake */
 #define PROBE_MS	3000		/* at most, to find why a connect failed */
@@ -126,6 +126,7 @@ struct sub {
 	int64_t last;		/* the highest seq printed */
 	jv held;		/* notifications that came during the history */
 	int nheld;
+	int dropped;		/* held ones were dropped: page on past them */
 };
 
 struct outmsg {
@@ -1011,7 +1012,12 @@ handle_page(struct sub *u, jv msg, jv res)
 		emit(jv_copy(msg));
 	jv_array_foreach(envs, i, env)
 		deliver(u, env, jv_invalid());
-	if (jsonl_kind(res, "next") == JV_KIND_NULL)
+	if (jsonl_kind(res, "next") == JV_KIND_NULL && u->dropped) {
+		/* what was dropped is in the log by now: one more page */
+		u->dropped = 0;
+		u->after = u->last;
+		u->want_page = 1;
+	} else if (jsonl_kind(res, "next") == JV_KIND_NULL)
 		sub_live(u);
 	else if (jsonl_int(res, "next", &next) != 0 || next <= u->after)
 		fatal("space.history: the node's next page does not advance");
@@ -1071,10 +1077,12 @@ on_event(jv msg, const char *method)
 	}
 	if (u && g.from > 0 && u->state != SUB_LIVE) {
 		if (u->nheld >= HELD_MAX) {
-			jv_free(params);
-			fatal("subscribe: %s: over %d live events came while "
-			    "the history was read", u->space, HELD_MAX);
-			return;
+			/* memory stays bounded: the log has them all, and the
+			 * history is read on past them */
+			jv_free(u->held);
+			u->held = jv_array();
+			u->nheld = 0;
+			u->dropped = 1;
 		}
 		u->held = jv_array_append(u->held, jv_copy(msg));
 		u->nheld++;
@@ -1851,10 +1859,15 @@ check_args(void)
 			    name);
 		break;
 	case C_SUBSCRIBE:
-		for (i = 0; i < g.nargs; i++)
+		for (i = 0; i < g.nargs; i++) {
 			if (!space_id(a[i]))
 				usage_err("subscribe: not a space id or "
 				    "northstar:// address");
+			for (int j = 0; j < i; j++)
+				if (strcmp(space_id(a[i]), space_id(a[j])) == 0)
+					usage_err("subscribe: %.121s given twice",
+					    space_id(a[i]));
+		}
 		break;
 	case C_GET:
 	case C_DELETE:

@@ -85,6 +85,8 @@ new_space() {
 	run -2 --separate-stderr ns-client beam a/b/c '[1]'
 	run -2 --separate-stderr ns-client invite a/b/c did:key:nope
 	run -2 --separate-stderr ns-client --bogus
+	run -2 --separate-stderr ns-client subscribe a/b/c northstar://h:1/a/b/c
+	assert_match "a/b/c given twice" "$stderr"
 }
 
 @test "ns-client: a missing key file exits 2" {
