@@ -130,19 +130,11 @@ streq(const char *a, const char *b)
 	return a && b && strcmp(a, b) == 0;
 }
 
-/* jsonl_str, but NULL also for a string with a NUL inside, so that C string
- * compares and lengths see all of it.  obj is borrowed. */
+/* jsonl_str: NULL also for a string with a NUL inside.  obj is borrowed. */
 static const char *
 cstr(jv obj, const char *key)
 {
-	jv v = jsonl_get(obj, key);
-	const char *s = NULL;
-
-	if (jv_get_kind(v) == JV_KIND_STRING && strlen(jv_string_value(v)) ==
-	    (size_t)jv_string_length_bytes(jv_copy(v)))
-		s = jv_string_value(v);   /* obj keeps it alive */
-	jv_free(v);
-	return s;
+	return jsonl_str(obj, key);
 }
 
 /* 1 if s is "beam/{authorHash}/{beamId}", both SHA-256 ids. */

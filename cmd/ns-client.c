@@ -5,9 +5,11 @@
  * with the user's key file and runs one COMMAND: each event it submits is
  * signed here, so the secret key never goes to the node.  Every result,
  * envelope and beam comes out as one JSON line on stdout.  beam without a
- * JSON argument, and rpc, read JSON objects on stdin.  Exit 0 if every
- * request succeeded, 1 if the node refused one (its error object is
- * printed), 2 on usage, key, connection, login or timeout trouble.
+ * JSON argument, and rpc, read JSON objects on stdin.  A request the node
+ * answers busy is sent again after the wait it asks for (but in rpc).
+ * Exit 0 if every request succeeded, 1 if the node refused one (its error
+ * object is printed) or ended a subscription, 2 on usage, key, connection,
+ * login or timeout trouble.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -32,6 +34,7 @@
 #include "jsonl.h"
 #include "key.h"
 #include "msg.h"
+#include "neterr.h"
 #include "sig.h"
 
 #define PROG		"ns-client"
@@ -42,8 +45,13 @@
 #define SUB_MAX		256		/* subscriptions per connection */
 #define INQ_MAX		16		/* stdin values read ahead */
 #define PAGE		100		/* history page asked for */
+#define HELD_MAX	10000		/* live events held while paging */
 #define TICK_MS		100
 #define CLOSE_WAIT	3.0		/* seconds for the closing handshake */
+#define PROBE_MS	3000		/* at most, to find why a connect failed */
+#define BUSY_TRIES	10		/* sends of a request the node calls busy */
+#define BUSY_WAIT	1.0		/* seconds, when it gives no retryAfter */
+#define BUSY_WAIT_MAX	10.0		/* seconds, whatever it gives */
 
 enum cmd {
 	C_LOGIN, C_CREATE, C_JOIN, C_LEAVE, C_INVITE, C_REMOVE, C_BEAM,
@@ -72,7 +80,7 @@ static const struct {
 
 /* What to do with the answer to a request. */
 enum kind {
-	K_LOGIN, K_PRINT, K_GET, K_HISTORY, K_SUBSCRIBE, K_RPC, K_BAD
+	K_LOGIN, K_PRINT, K_GET, K_HISTORY, K_SUBSCRIBE, K_PAGE, K_RPC, K_BAD
 };
 
 /* Connection states, in order. */
@@ -94,6 +102,31 @@ struct slot {
 	double sent;
 	jv uid;			/* rpc: the id printed back (the user's) */
 	jv msg;			/* the answer, or for K_BAD the error line */
+	struct buf req;		/* the request as sent, to send it again */
+	int tries;		/* times sent */
+	double again;		/* busy: when to send it again, else 0 */
+	int sub;		/* subscribe, K_PAGE: which space */
+};
+
+/*
+ * subscribe: one space followed.  With --from, the history from that seq
+ * is paged in after the subscription is made; live events that come
+ * meanwhile are held, and every envelope is printed once, in seq order.
+ */
+struct sub {
+	const char *space;	/* the space id, in argv */
+	enum {
+		SUB_ASKED,	/* subscribe sent */
+		SUB_HISTORY,	/* subscribed, paging the history */
+		SUB_LIVE,	/* printing events as they come */
+		SUB_OVER	/* refused, or ended by the node */
+	} state;
+	int want_page;		/* a history page is to be asked for */
+	int64_t after;		/* the next page starts after this seq */
+	int64_t last;		/* the highest seq printed */
+	jv held;		/* notifications that came during the history */
+	int nheld;
+	int dropped;		/* held ones were dropped: page on past them */
 };
 
 struct outmsg {
@@ -127,7 +160,7 @@ static struct {
 	const char *url, *keyfile, *want_node;
 	double timeout;
 	int timeout_given, any_address, raw, quiet;
-	int64_t window, after, limit, count;
+	int64_t window, after, limit, count, from;
 	const char *get_address;
 	enum cmd cmd;
 	char **args;
@@ -154,6 +187,10 @@ static struct {
 	int quit, status;
 	int close_code;
 	char close_reason[124];
+	int tcp_up;		/* the WebSocket handshake went out */
+	int conn_failed;	/* no connection: say why after the loop */
+	char cce[128];		/* libwebsockets' word for it */
+	char lws_err[128];	/* its last error line */
 
 	/* producers */
 	int list_i, list_n;		/* one-shot commands, subscribe */
@@ -161,8 +198,10 @@ static struct {
 	int64_t hist_after, hist_printed;
 	int stdin_used, stdin_done;
 	unsigned long nread;		/* values read from stdin */
-	int64_t events;			/* subscribe: notifications seen */
+	int64_t events;			/* subscribe: events printed */
 	int sub_failed;
+	struct sub *subs;
+	int nsubs, subs_open;		/* subs_open: not SUB_OVER */
 } g;
 
 static volatile sig_atomic_t gotsig;
@@ -199,9 +238,12 @@ usage(int status)
 "                                at most --limit of them\n"
 "  members SPACE\n"
 "  info SPACE\n"
-"  subscribe SPACE... [--count N]\n"
-"                                print each result, then each event as it\n"
-"                                comes; stop after N events\n"
+"  subscribe SPACE... [--from SEQ] [--count N]\n"
+"                                print each result, then each new event as\n"
+"                                it comes (blocks); with --from, first the\n"
+"                                envelopes from seq SEQ on (1: the whole\n"
+"                                log), each once and in order; stop after N\n"
+"                                envelopes\n"
 "  get PATH [--address ADDR]     print the beam at PATH\n"
 "  delete PATH                   delete your beam at PATH\n"
 "  rpc [--window N]              send each JSON-RPC request on stdin, print\n"
@@ -470,6 +512,9 @@ slot_take(enum kind kind, const char *method)
 
 	s->used = 1;
 	s->answered = 0;
+	s->tries = 1;
+	s->again = 0;
+	buf_reset(&s->req);
 	s->wire = g.next_wire++;
 	s->kind = kind;
 	clean(s->method, sizeof(s->method), method, sizeof(s->method) - 1);
@@ -486,6 +531,8 @@ slot_release(struct slot *s)
 	jv_free(s->uid);
 	jv_free(s->msg);
 	s->uid = s->msg = jv_invalid();
+	if (s->req.cap > 65536)
+		buf_free(&s->req);	/* a big beam's copy goes at once */
 	s->used = 0;
 	g.used--;
 }
@@ -541,6 +588,10 @@ send_msg(jv msg, enum kind kind, const char *method, unsigned long line)
 	jv_free(msg);
 	s = slot_take(kind, method);
 	outq_push(&b);
+	/* lws_write masks what it sends in place: keep a copy to send again
+	 * when the node is busy (rpc prints busy as it is) */
+	if (kind != K_RPC)
+		buf_add(&s->req, b.p, b.len);
 	return s;
 }
 
@@ -613,6 +664,7 @@ send_command(int i)
 	char **a = g.args;
 	const char *space = g.nargs > 0 ? space_id(a[0]) : NULL;
 	struct buf b = BUF_INIT;
+	struct slot *s;
 	jv ev, params;
 
 	switch (g.cmd) {
@@ -666,8 +718,9 @@ send_command(int i)
 		    JV_OBJECT(jv_string("space"), jv_string(space)), K_PRINT);
 		break;
 	case C_SUBSCRIBE:
-		send_req("subscribe", JV_OBJECT(jv_string("space"),
-		    jv_string(space_id(a[i]))), K_SUBSCRIBE);
+		if ((s = send_req("subscribe", JV_OBJECT(jv_string("space"),
+		    jv_string(g.subs[i].space)), K_SUBSCRIBE)))
+			s->sub = i;
 		break;
 	case C_GET:
 		params = JV_OBJECT(jv_string("beam"), jv_string(a[0]));
@@ -832,6 +885,213 @@ send_input(struct item *it)
 		jv_free(uid);
 }
 
+/* --- subscribe ---------------------------------------------------------- */
+
+static struct sub *
+sub_find(const char *space)
+{
+	for (int i = 0; space && i < g.nsubs; i++)
+		if (strcmp(g.subs[i].space, space) == 0)
+			return &g.subs[i];
+	return NULL;
+}
+
+static void
+sub_over(struct sub *u)
+{
+	if (u->state == SUB_OVER)
+		return;
+	u->state = SUB_OVER;
+	g.subs_open--;
+	jv_free(u->held);
+	u->held = jv_array();
+	u->nheld = 0;
+}
+
+/* --from: ask for the next history page of each space that wants one, as
+ * long as a slot is free (the others wait for the next call). */
+static void
+send_pages(void)
+{
+	struct sub *u;
+	struct slot *s;
+
+	for (int i = 0; i < g.nsubs && g.state == S_READY; i++) {
+		u = &g.subs[i];
+		if (!u->want_page || u->state != SUB_HISTORY)
+			continue;
+		if (!slot_free_for_next())
+			return;
+		u->want_page = 0;
+		if ((s = send_req("space.history", JV_OBJECT(jv_string("space"),
+		    jv_string(u->space), jv_string("after"), jv_number(u->after),
+		    jv_string("limit"), jv_number(PAGE)), K_PAGE)))
+			s->sub = i;
+	}
+}
+
+static int emit_envelope(jv env);
+
+/* Print env (consumed), an envelope of u's space (u NULL: of no space
+ * followed here), unless its seq was printed already.  With --raw, msg
+ * (borrowed; jv_invalid() for an envelope of a history page, whose whole
+ * answer is printed) is printed instead. */
+static void
+deliver(struct sub *u, jv env, jv msg)
+{
+	const char *space = jsonl_str(env, "space");
+	int64_t seq = 0;
+
+	if (g.count > 0 && g.events >= g.count) {
+		jv_free(env);
+		return;
+	}
+	if (u && (!space || strcmp(space, u->space) != 0)) {
+		warn("%s: an envelope of another space refused", u->space);
+		failed();
+		jv_free(env);
+		return;
+	}
+	if (u && jsonl_int(env, "seq", &seq) == 0 && seq <= u->last) {
+		jv_free(env);		/* printed already */
+		return;
+	}
+	if (emit_envelope(env) != 0)
+		return;
+	if (u)
+		u->last = seq;
+	if (g.raw && jv_is_valid(msg))
+		emit(jv_copy(msg));
+	g.events++;
+}
+
+/* The history is in: print what came meanwhile, then follow live. */
+static void
+sub_live(struct sub *u)
+{
+	jv held = u->held;
+
+	u->state = SUB_LIVE;
+	u->held = jv_array();
+	u->nheld = 0;
+	jv_array_foreach(held, i, m) {
+		deliver(u, jsonl_get(m, "params"), m);
+		jv_free(m);
+	}
+	jv_free(held);
+}
+
+/* A subscribe result: the space is followed from now on. */
+static void
+sub_started(struct sub *u)
+{
+	if (u->state != SUB_ASKED)
+		return;		/* ended by the node meanwhile */
+	if (g.from > 0) {
+		u->state = SUB_HISTORY;
+		u->after = u->last = g.from - 1;
+		u->want_page = 1;
+	} else
+		sub_live(u);
+}
+
+/* A page of the history of u, after u->after. */
+static void
+handle_page(struct sub *u, jv msg, jv res)
+{
+	jv envs = jsonl_get(res, "envelopes");
+	int64_t next;
+
+	if (u->state != SUB_HISTORY)
+		goto out;	/* ended meanwhile: nothing more to print */
+	if (jv_get_kind(envs) != JV_KIND_ARRAY) {
+		fatal("space.history: the node sent no envelopes array");
+		goto out;
+	}
+	if (g.raw)
+		emit(jv_copy(msg));
+	jv_array_foreach(envs, i, env)
+		deliver(u, env, jv_invalid());
+	if (jsonl_kind(res, "next") == JV_KIND_NULL && u->dropped) {
+		/* what was dropped is in the log by now: one more page */
+		u->dropped = 0;
+		u->after = u->last;
+		u->want_page = 1;
+	} else if (jsonl_kind(res, "next") == JV_KIND_NULL)
+		sub_live(u);
+	else if (jsonl_int(res, "next", &next) != 0 || next <= u->after)
+		fatal("space.history: the node's next page does not advance");
+	else {
+		u->after = next;
+		u->want_page = 1;
+	}
+out:
+	jv_free(envs);
+}
+
+/* The node ended a subscription (the caller lost read access). */
+static void
+on_unsubscribed(jv msg)
+{
+	jv params = jsonl_get(msg, "params");
+	const char *space = jsonl_str(params, "space");
+	const char *m = jsonl_str(params, "message");
+	struct sub *u = sub_find(space);
+	char sp[128], why[100];
+
+	if (u && u->state != SUB_OVER) {
+		clean(sp, sizeof(sp), space, 121);
+		clean(why, sizeof(why), m ? m : jsonl_str(params, "reason") ?
+		    jsonl_str(params, "reason") : "no reason given", 80);
+		warn("%s: subscription ended by the node: %s", sp, why);
+		if (g.raw)
+			emit(jv_copy(msg));
+		failed();
+		sub_over(u);
+	}
+	jv_free(params);
+}
+
+/* An event or chunk notification for a subscription. */
+static void
+on_event(jv msg, const char *method)
+{
+	jv params = jsonl_get(msg, "params");
+	struct sub *u = sub_find(jsonl_str(params, "space"));
+
+	if (u && u->state == SUB_OVER) {
+		jv_free(params);
+		return;
+	}
+	if (strcmp(method, "chunk") == 0) {
+		/* live only, never in the log: no order to keep */
+		if (g.count > 0 && g.events >= g.count)
+			jv_free(params);
+		else {
+			emit(g.raw ? jv_copy(msg) : params);
+			if (g.raw)
+				jv_free(params);
+			g.events++;
+		}
+		return;
+	}
+	if (u && g.from > 0 && u->state != SUB_LIVE) {
+		if (u->nheld >= HELD_MAX) {
+			/* memory stays bounded: the log has them all, and the
+			 * history is read on past them */
+			jv_free(u->held);
+			u->held = jv_array();
+			u->nheld = 0;
+			u->dropped = 1;
+		}
+		u->held = jv_array_append(u->held, jv_copy(msg));
+		u->nheld++;
+		jv_free(params);
+		return;
+	}
+	deliver(u, params, msg);
+}
+
 /* --- the run ----------------------------------------------------------- */
 
 static int
@@ -876,11 +1136,13 @@ pump(void)
 			send_command(g.list_i++);
 		drain();
 	}
+	if (g.cmd == C_SUBSCRIBE)
+		send_pages();
 	if (g.outq && g.wsi)
 		lws_callback_on_writable(g.wsi);
 	if (g.state != S_READY || !produce_done() || g.used > 0)
 		return;
-	if (g.cmd == C_SUBSCRIBE && !g.sub_failed &&
+	if (g.cmd == C_SUBSCRIBE && !g.sub_failed && g.subs_open > 0 &&
 	    !(g.count > 0 && g.events >= g.count))
 		return;
 	begin_close();
@@ -919,7 +1181,12 @@ report_error(const struct slot *s, jv err)
 	m = jsonl_str(err, "message");
 	clean(reason, sizeof(reason), r ? r : "error", 32);
 	clean(message, sizeof(message), m ? m : "", 80);
-	warn("%s: %s%s%s", s->method, reason, *message ? ": " : "", message);
+	if (s->tries > 1)
+		warn("%s: %s%s%s (sent %d times)", s->method, reason,
+		    *message ? ": " : "", message, s->tries);
+	else
+		warn("%s: %s%s%s", s->method, reason, *message ? ": " : "",
+		    message);
 	jv_free(data);
 }
 
@@ -1049,19 +1316,17 @@ handle(struct slot *s)
 	if (jsonl_has(msg, "error")) {
 		jv err = jsonl_get(msg, "error");
 		if (s->kind == K_LOGIN) {
-			char reason[40] = "error", message[100] = "";
+			char why[300];
 			jv data = jsonl_get(err, "data");
-			if (jsonl_str(data, "reason"))
-				clean(reason, sizeof(reason),
-				    jsonl_str(data, "reason"), 32);
-			if (jsonl_str(err, "message"))
-				clean(message, sizeof(message),
-				    jsonl_str(err, "message"), 80);
+			neterr_login(why, sizeof(why), jsonl_str(data, "reason"),
+			    jsonl_str(err, "message"));
 			jv_free(data);
-			fatal("login: %s: %s", reason, message);
+			fatal("%s: %s", g.url, why);
 		} else {
-			if (s->kind == K_SUBSCRIBE)
+			if (s->kind == K_SUBSCRIBE || s->kind == K_PAGE) {
 				g.sub_failed = 1;
+				sub_over(&g.subs[s->sub]);
+			}
 			if (s->kind == K_HISTORY)
 				g.hist_state = 2;
 			report_error(s, err);
@@ -1078,6 +1343,13 @@ handle(struct slot *s)
 		break;
 	case K_HISTORY:
 		handle_history(msg, res);
+		break;
+	case K_PAGE:
+		handle_page(&g.subs[s->sub], msg, res);
+		break;
+	case K_SUBSCRIBE:
+		emit(g.raw ? jv_copy(msg) : jv_copy(res));
+		sub_started(&g.subs[s->sub]);
 		break;
 	case K_GET:
 		beam = jsonl_get(res, "beam");
@@ -1116,11 +1388,58 @@ drain(void)
 	}
 }
 
+/* 1 and *wait (seconds) if msg is a busy error: after data.retryAfter
+ * milliseconds, capped; 0 otherwise. */
+static int
+busy_wait(jv msg, double *wait)
+{
+	jv err = jsonl_get(msg, "error"), data = jsonl_get(err, "data");
+	const char *reason = jsonl_str(data, "reason");
+	int64_t code = 0;
+	int busy;
+
+	jsonl_int(err, "code", &code);
+	busy = code == -32008 || (reason && strcmp(reason, "busy") == 0);
+	*wait = BUSY_WAIT;
+	if (jsonl_kind(data, "retryAfter") == JV_KIND_NUMBER) {
+		jv ra = jsonl_get(data, "retryAfter");
+		double ms = jv_number_value(ra);
+		jv_free(ra);
+		if (ms >= 0 && ms <= BUSY_WAIT_MAX * 1000)
+			*wait = ms / 1000;
+		else if (ms > BUSY_WAIT_MAX * 1000)
+			*wait = BUSY_WAIT_MAX;
+	}
+	jv_free(data);
+	jv_free(err);
+	return busy;
+}
+
+/* Send again the requests whose busy wait is over. */
+static void
+send_again(double now)
+{
+	struct slot *s;
+
+	for (int64_t i = 0; i < g.cap; i++) {
+		s = &g.slots[i];
+		if (!s->used || s->answered || s->again == 0 || now < s->again)
+			continue;
+		s->again = 0;
+		s->tries++;
+		s->sent = now;
+		outq_push(&s->req);
+	}
+	if (g.outq && g.wsi)
+		lws_callback_on_writable(g.wsi);
+}
+
 static void
 on_response(jv msg)
 {
 	int64_t id;
 	struct slot *s;
+	double wait;
 
 	if (jsonl_int(msg, "id", &id) != 0) {
 		/* id null: the node could not read a request at all */
@@ -1144,6 +1463,13 @@ on_response(jv msg)
 		    s->method);
 		return;
 	}
+	if (s->kind != K_RPC && s->tries < BUSY_TRIES && busy_wait(msg, &wait)) {
+		/* the same request again later; answers keep their order, as
+		 * the ones after it wait for its turn */
+		s->again = now_s() + wait;
+		jv_free(msg);
+		return;
+	}
 	s->answered = 1;
 	s->msg = msg;
 	if (g.cmd == C_RPC) {
@@ -1158,7 +1484,7 @@ static void
 on_challenge(jv ch)
 {
 	static struct buf scratch;
-	char want[300], have[300];
+	char want[300], have[300], why_buf[300];
 	const char *why, *type, *nonce, *node, *addr;
 	struct slot *s;
 	jv login;
@@ -1178,15 +1504,16 @@ on_challenge(jv ch)
 		return;
 	}
 	if (g.want_node && strcmp(node, g.want_node) != 0) {
-		fatal("%s: the node is %s, not %s", g.url, node, g.want_node);
+		neterr_wrong_node(why_buf, sizeof(why_buf), node, g.want_node);
+		fatal("%s: %s", g.url, why_buf);
 		return;
 	}
 	if (!g.any_address && (addr_norm(addr, have, sizeof(have)) != 0 ||
 	    addr_norm(g.hostport, want, sizeof(want)) != 0 ||
 	    strcasecmp(have, want) != 0)) {
-		clean(have, sizeof(have), addr, 80);
-		fatal("%s: the node calls itself %s (use --any-address to "
-		    "accept that)", g.url, have);
+		neterr_wrong_address(why_buf, sizeof(why_buf), addr);
+		fatal("%s: %s, or use --any-address to accept it", g.url,
+		    why_buf);
 		return;
 	}
 	jv_free(g.node);
@@ -1225,21 +1552,10 @@ on_notification(jv msg, const char *method)
 	}
 	if (g.cmd != C_SUBSCRIBE || g.state != S_READY)
 		return;
-	if (strcmp(method, "event") != 0 && strcmp(method, "chunk") != 0)
-		return;
-	if (g.count > 0 && g.events >= g.count)
-		return;
-	params = jsonl_get(msg, "params");
-	if (strcmp(method, "event") == 0) {
-		if (emit_envelope(params) != 0)
-			return;
-	} else if (!g.raw)
-		emit(params);
-	else
-		jv_free(params);
-	if (g.raw)
-		emit(jv_copy(msg));
-	g.events++;
+	if (strcmp(method, "unsubscribed") == 0)
+		on_unsubscribed(msg);
+	else if (strcmp(method, "event") == 0 || strcmp(method, "chunk") == 0)
+		on_event(msg, method);
 }
 
 static void
@@ -1312,9 +1628,15 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 	(void)user;
 	switch (reason) {
 	case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
+		/* reported after the loop, where finding out more may block */
 		g.wsi = NULL;
-		fatal("%s: %s", g.url, in ? (char *)in : "cannot connect");
+		g.conn_failed = 1;
+		snprintf(g.cce, sizeof(g.cce), "%.*s", in ? (int)len : 0,
+		    in ? (const char *)in : "");
 		g.quit = 1;
+		break;
+	case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER:
+		g.tcp_up = 1;
 		break;
 	case LWS_CALLBACK_CLIENT_ESTABLISHED:
 		g.state = S_CHALLENGE;
@@ -1344,13 +1666,10 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 	case LWS_CALLBACK_CLIENT_CLOSED:
 		g.wsi = NULL;
 		if (g.state != S_CLOSING) {
-			if (g.close_code)
-				fatal("%s: the node closed the connection "
-				    "(%d%s%s)", g.url, g.close_code,
-				    *g.close_reason ? " " : "",
-				    g.close_reason);
-			else
-				fatal("%s: the connection was closed", g.url);
+			char why[300];
+			neterr_closed(why, sizeof(why), g.close_code,
+			    g.close_reason);
+			fatal("%s: %s", g.url, why);
 		}
 		g.quit = 1;
 		break;
@@ -1361,6 +1680,51 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		break;
 	}
 	return 0;
+}
+
+/* libwebsockets' error lines are kept, not printed, so that a failure
+ * makes one line; the TLS one names what is wrong with a certificate. */
+static void
+lws_log(int level, const char *line)
+{
+	size_t n = strcspn(line, "\n");
+	char tmp[sizeof(g.lws_err)];
+
+	(void)level;
+	snprintf(tmp, sizeof(tmp), "%.*s", (int)n, line);
+	clean(g.lws_err, sizeof(g.lws_err), tmp, sizeof(g.lws_err) - 1);
+}
+
+/* Say why no connection was made: after the loop, as finding out may
+ * block, and libwebsockets says "Unable to connect" for most causes. */
+static void
+report_connect_failure(void)
+{
+	enum neterr e = neterr_from_lws(g.cce);
+	const char *p;
+	char detail[100] = "", cce[100];
+	double left = g.timeout - (now_s() - g.start);
+	int r;
+
+	if (e == NETERR_CONNECT && !g.tcp_up) {
+		r = left * 1000 < PROBE_MS ? (int)(left * 1000) : PROBE_MS;
+		if ((r = neterr_probe(g.host, g.port, r < 200 ? 200 : r)) >= 0)
+			e = (enum neterr)r;
+	}
+	if (e == NETERR_TLS && (p = strstr(g.lws_err, "SSL error: ")))
+		snprintf(detail, sizeof(detail), "%.*s", (int)strcspn(p + 11,
+		    "("), p + 11);
+	while (*detail && detail[strlen(detail) - 1] == ' ')
+		detail[strlen(detail) - 1] = '\0';
+	if (e == NETERR_OTHER) {
+		clean(cce, sizeof(cce), g.cce, 80);
+		fatal("%s: %s: %s", g.url, cce, neterr_hint(e));
+	} else if (*detail)
+		fatal("%s: %s (%s): %s", g.url, neterr_what(e), detail,
+		    neterr_hint(e));
+	else
+		fatal("%s: %s", g.url, neterr_str(e));
+	g.quit = 1;
 }
 
 static const struct lws_protocols protocols[] = {
@@ -1392,14 +1756,28 @@ check_times(void)
 		return;
 	}
 	if (g.state < S_READY) {
-		if (now - g.start > g.timeout)
-			fatal("%s: timeout: no login after %g s", g.url,
-			    g.timeout);
+		send_again(now);
+		if (now - g.start <= g.timeout)
+			return;
+		if (!g.tcp_up)
+			fatal("%s: timeout: no connection after %g s: %s", g.url,
+			    g.timeout, neterr_hint(NETERR_TIMEOUT));
+		else if (g.state == S_CONNECTING)
+			fatal("%s: timeout: no WebSocket handshake after %g s: "
+			    "%s", g.url, g.timeout,
+			    neterr_hint(NETERR_HANDSHAKE));
+		else if (g.state == S_CHALLENGE)
+			fatal("%s: timeout: no challenge after %g s: %s", g.url,
+			    g.timeout, neterr_hint(NETERR_HANDSHAKE));
+		else
+			fatal("%s: timeout: no answer to the login after %g s",
+			    g.url, g.timeout);
 		return;
 	}
+	send_again(now);
 	for (i = 0; i < g.cap; i++) {
 		s = &g.slots[i];
-		if (!s->used || s->answered)
+		if (!s->used || s->answered || s->again != 0)
 			continue;
 		age = now - s->sent;
 		if (age > g.timeout) {
@@ -1450,6 +1828,8 @@ check_args(void)
 		usage_err("--limit is for history only");
 	if (g.count >= 0 && g.cmd != C_SUBSCRIBE)
 		usage_err("--count is for subscribe only");
+	if (g.from >= 0 && g.cmd != C_SUBSCRIBE)
+		usage_err("--from is for subscribe only");
 	if (g.get_address && g.cmd != C_GET)
 		usage_err("--address is for get only");
 	if (g.window > 0 && g.cmd != C_RPC &&
@@ -1479,10 +1859,15 @@ check_args(void)
 			    name);
 		break;
 	case C_SUBSCRIBE:
-		for (i = 0; i < g.nargs; i++)
+		for (i = 0; i < g.nargs; i++) {
 			if (!space_id(a[i]))
 				usage_err("subscribe: not a space id or "
 				    "northstar:// address");
+			for (int j = 0; j < i; j++)
+				if (strcmp(space_id(a[i]), space_id(a[j])) == 0)
+					usage_err("subscribe: %.121s given twice",
+					    space_id(a[i]));
+		}
 		break;
 	case C_GET:
 	case C_DELETE:
@@ -1509,7 +1894,7 @@ parse_options(int argc, char **argv)
 {
 	enum {
 		O_NODE = 256, O_ANY, O_RAW, O_WINDOW, O_AFTER, O_LIMIT,
-		O_COUNT, O_ADDRESS, O_VERSION
+		O_COUNT, O_FROM, O_ADDRESS, O_VERSION
 	};
 	static const struct option opts[] = {
 		{ "key",	 required_argument, NULL, 'k' },
@@ -1523,6 +1908,7 @@ parse_options(int argc, char **argv)
 		{ "after",	 required_argument, NULL, O_AFTER },
 		{ "limit",	 required_argument, NULL, O_LIMIT },
 		{ "count",	 required_argument, NULL, O_COUNT },
+		{ "from",	 required_argument, NULL, O_FROM },
 		{ "address",	 required_argument, NULL, O_ADDRESS },
 		{ "help",	 no_argument,	    NULL, 'h' },
 		{ "version",	 no_argument,	    NULL, O_VERSION },
@@ -1533,7 +1919,7 @@ parse_options(int argc, char **argv)
 	int c;
 
 	g.timeout = 30;
-	g.after = g.limit = g.count = g.window = -1;
+	g.after = g.limit = g.count = g.window = g.from = -1;
 	while ((c = getopt_long(argc, argv, "k:u:t:qh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'k':
@@ -1572,6 +1958,9 @@ parse_options(int argc, char **argv)
 			break;
 		case O_COUNT:
 			g.count = num_arg("--count", optarg, 1, JSONL_INT_MAX);
+			break;
+		case O_FROM:
+			g.from = num_arg("--from", optarg, 1, JSONL_INT_MAX);
 			break;
 		case O_ADDRESS:
 			g.get_address = optarg;
@@ -1629,8 +2018,9 @@ setup(void)
 	if (g.window < 0)
 		g.window = 64;
 	g.cap = g.window + 1;	/* + the login */
-	if (g.cmd == C_SUBSCRIBE && g.cap < g.nargs + 1)
-		g.cap = g.nargs + 1;
+	/* a subscribe and a history page for each space */
+	if (g.cmd == C_SUBSCRIBE && g.cap < 2 * g.nargs + 1)
+		g.cap = 2 * g.nargs + 1;
 	g.slots = xcalloc((size_t)g.cap, sizeof(*g.slots));
 	g.next_wire = g.head = 1;
 	g.outq_tail = &g.outq;
@@ -1638,8 +2028,14 @@ setup(void)
 	if (g.after < 0)
 		g.after = 0;
 	g.hist_after = g.after;
-	if (g.cmd == C_SUBSCRIBE)
-		g.list_n = g.nargs;
+	if (g.cmd == C_SUBSCRIBE) {
+		g.list_n = g.nsubs = g.subs_open = g.nargs;
+		g.subs = xcalloc((size_t)g.nsubs, sizeof(*g.subs));
+		for (int i = 0; i < g.nsubs; i++) {
+			g.subs[i].space = space_id(g.args[i]);
+			g.subs[i].held = jv_array();
+		}
+	}
 	else if (g.cmd != C_LOGIN && g.cmd != C_HISTORY && g.cmd != C_RPC)
 		g.list_n = 1;
 	g.stdin_used = g.cmd == C_RPC || (g.cmd == C_BEAM && g.nargs == 1);
@@ -1683,9 +2079,11 @@ main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 
-	lws_set_log_level(LLL_ERR, NULL);
+	lws_set_log_level(LLL_ERR, lws_log);
 	memset(&info, 0, sizeof(info));
 	info.port = CONTEXT_PORT_NO_LISTEN;
+	/* -t is the one timeout: lws's own fire later */
+	info.timeout_secs = info.connect_timeout_secs = (unsigned)g.timeout + 10;
 	info.protocols = protocols;
 	info.gid = -1;
 	info.uid = -1;
@@ -1708,8 +2106,9 @@ main(int argc, char **argv)
 	ci.ssl_connection = g.tls ? LCCSCF_USE_SSL : 0;
 	ci.local_protocol_name = PROG;
 	ci.pwsi = &g.wsi;
-	if (!lws_client_connect_via_info(&ci) && g.status != 2) {
-		fatal("%s: cannot connect", g.url);
+	/* a name that does not resolve fails here, without a callback */
+	if (!lws_client_connect_via_info(&ci)) {
+		g.conn_failed = 1;
 		g.quit = 1;
 	}
 	lws_sul_schedule(g.ctx, 0, &g.sul, tick, TICK_MS * LWS_US_PER_MS);
@@ -1719,6 +2118,8 @@ main(int argc, char **argv)
 		if (gotsig)
 			check_times();
 	}
+	if (g.conn_failed && g.status != 2)
+		report_connect_failure();
 
 	pthread_mutex_lock(&inq.mu);
 	inq.closed = 1;
@@ -1728,15 +2129,20 @@ main(int argc, char **argv)
 	lws_context_destroy(g.ctx);
 	if (g.status == 0 && g.state != S_CLOSING)
 		g.status = 2;
-	for (i = 0; i < g.cap; i++)
+	for (i = 0; i < g.cap; i++) {
 		if (g.slots[i].used)
 			slot_release(&g.slots[i]);
+		buf_free(&g.slots[i].req);
+	}
 	free(g.slots);
 	outq_free();
 	buf_free(&g.rx);
 	jv_free(g.node);
 	jv_free(g.address);
 	jv_free(g.beam_arg);
+	for (int j = 0; j < g.nsubs; j++)
+		jv_free(g.subs[j].held);
+	free(g.subs);
 	key_free(g.key);
 	if (jsonl_flush() != 0 && g.status < 2) {
 		warn("stdout:");

@@ -1,12 +1,13 @@
 /*
  * ns-keygen: make an Ed25519 key pair and its did:key identity.
  *
- * With no options a new key file (one JSON line, secret seed included) goes
- * to stdout.  With -o FILE the key file is written to FILE, mode 0600, and
- * stdout gets only its public part, {"did":...,"publicKey":...}; so does
- * -p FILE for an existing key file.  --seed makes the key reproducible.
- * No input is read, except the seed with --seed -.  Exit 0 on success,
- * 2 on bad usage or any trouble.
+ * A new key goes only where -o says, as signify's -s: with -o FILE the key
+ * file (one JSON line, secret seed included) is written to FILE, mode
+ * 0600, and stdout gets only its public part, {"did":...,"publicKey":...};
+ * with -o - the key file itself goes to stdout, which must not be a
+ * terminal.  -p FILE prints the public part of an existing key file.
+ * --seed makes the key reproducible.  No input is read, except the seed
+ * with --seed -.  Exit 0 on success, 2 on bad usage or any trouble.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -43,10 +44,11 @@ usage(int status)
 	FILE *fp = status == 0 ? stdout : stderr;
 
 	fprintf(fp,
-	    "usage: " PROG " [-f] [-o FILE] [--seed HEX64 | --seed -]\n"
+	    "usage: " PROG " [-f] -o FILE [--seed HEX64 | --seed -]\n"
 	    "       " PROG " -p FILE\n"
-	    "  -o, --output FILE  write the key file to FILE (mode 0600) and\n"
-	    "                     print only its public part\n"
+	    "  -o, --output FILE  write the new key file to FILE (mode 0600) and\n"
+	    "                     print only its public part; -o - writes the\n"
+	    "                     key file to stdout, never to a terminal\n"
 	    "  -f, --force        let -o replace an existing FILE\n"
 	    "  --seed HEX64       derive the key from a 32-byte seed in hex\n"
 	    "                     (for tests and fixtures: others can see\n"
@@ -200,8 +202,15 @@ main(int argc, char *argv[])
 		usage_err("unexpected argument");
 	if (pub != NULL && (out != NULL || force || seedarg != NULL))
 		usage_err("-p takes no other option");
-	if (force && out == NULL)
-		usage_err("-f needs -o");
+	if (force && (out == NULL || strcmp(out, "-") == 0))
+		usage_err("-f needs -o FILE");
+	if (pub == NULL && out == NULL)
+		usage_err("-o FILE needed: a new key goes to a file, or with "
+		    "-o - to stdout");
+	/* a secret on a screen stays in scrollback, logs and recordings */
+	if (out != NULL && strcmp(out, "-") == 0 && isatty(STDOUT_FILENO))
+		die("-o -: refusing to write a secret key to a terminal; "
+		    "redirect stdout or give -o FILE");
 
 	if (pub != NULL) {
 		if ((k = key_load(pub, err, sizeof(err))) == NULL)
@@ -209,15 +218,16 @@ main(int argc, char *argv[])
 		print_public(k);
 	} else {
 		k = seedarg != NULL ? key_seeded(seedarg) : key_generate();
-		if (out != NULL) {
+		if (strcmp(out, "-") == 0)
+			print_secret(k);
+		else {
 			if (key_save(k, out, force, err, sizeof(err)) < 0) {
 				if (errno == EEXIST && !force)
 					die("%s; -f replaces it", err);
 				die("%s", err);
 			}
 			print_public(k);
-		} else
-			print_secret(k);
+		}
 	}
 	key_free(k);
 	if (fflush(stdout) == EOF || ferror(stdout))

@@ -1,10 +1,12 @@
 /*
  * ns-verify: the signature gate.  Each JSON value read must be a signed
  * object: an event or beam (signed by "author") or a sequenced envelope
- * (signed by its "node", with the author's event inside, and its hash chain
- * checked against the envelope before it in the same stream).  Good values
- * pass to stdout unchanged; each bad one is reported on stderr with its line
- * number and reason.  With --bus it sits in a node's ring instead: it checks
+ * (signed by its "node", with the author's event inside).  The envelopes of
+ * each space must make a log: seq up by one, each prev the hash of the one
+ * before, one node signing; a gap fails the run, and a log that starts
+ * after seq 1 gets a notice (fails with --from-start).  Good values pass to
+ * stdout unchanged; each bad one is reported on stderr with its line number
+ * and reason.  With --bus it sits in a node's ring instead: it checks
  * the signed objects inside requests and turns a failure into a JSON-RPC
  * error line addressed to the sender.  With --raw DID SIG, all of stdin is
  * one message of raw bytes checked against SIG by DID.  Exit 0 if all values were good,
@@ -35,7 +37,8 @@
 #define VALUE_MAX (1 << 20)
 #define BATCH_MAX 1024
 #define JOBS_MAX 64
-#define CHAIN_MAX 4096          /* spaces whose chain head is remembered */
+#define SPACE_SHOW 121          /* bytes of a space id in a message: the
+                                   longest valid one */
 
 struct item {
 	char *text;             /* copy of the value's bytes */
@@ -45,8 +48,9 @@ struct item {
 	const char *why;
 	int envelope;           /* filter mode: it was an envelope */
 	char hash[HASH_ID_LEN + 1];     /* its hash, for the chain */
-	char *space;            /* envelope's space (owned) */
+	char *space;            /* envelope's space (owned), if it has one */
 	char *prev;             /* envelope's prev (owned) */
+	char *node;             /* envelope's signer (owned) */
 	long long seq;
 	char *reason;           /* owned copy of a parser's reason */
 	char *reply;            /* line to emit instead of text, if set */
@@ -65,14 +69,18 @@ struct worker {
 	pthread_t tid;
 };
 
+/* What the stream showed of one space's log so far. */
 struct chain {
-	char *space;
-	long long seq;
+	char *space;            /* NULL: a free slot */
+	long long first, seq;   /* the first seq seen and the last in order */
+	int known;              /* hash is the hash of the envelope at seq */
 	char hash[HASH_ID_LEN + 1];
+	char *node;             /* the signer of the first envelope seen */
 };
 
-static struct chain chains[CHAIN_MAX];
-static size_t nchains, chain_next;
+static struct chain *chains;    /* open addressing, at most half full */
+static size_t nchains, chain_cap;
+static int from_start, quiet;
 
 static void
 usage(int status)
@@ -80,12 +88,17 @@ usage(int status)
 	FILE *f = status ? stderr : stdout;
 
 	fprintf(f,
-	    "usage: ns-verify [-q] [-j JOBS] [--bus] [--max-size BYTES]\n"
+	    "usage: ns-verify [-qs] [-j JOBS] [--max-size BYTES]\n"
+	    "       ns-verify --bus [-q] [-j JOBS] [--max-size BYTES]\n"
 	    "       ns-verify --raw DID SIG\n"
 	    "  -j, --jobs N        verify on N threads (0: one per core; default 1)\n"
-	    "  -q, --quiet         do not report bad values on stderr\n"
+	    "  -q, --quiet         do not report bad values or notices on stderr\n"
+	    "  -s, --from-start    each space's envelopes must start at seq 1; without\n"
+	    "                      it a log that starts later gets a notice, and is\n"
+	    "                      checked from its first envelope on\n"
 	    "      --bus           node mode: check requests on the node's bus and\n"
-	    "                      answer a bad signature with an error to its sender\n"
+	    "                      answer a bad one with an error to its sender\n"
+	    "                      (bad_event, bad_sig, forbidden, invalid_params)\n"
 	    "      --raw DID SIG   check SIG (base64url) by DID over all of stdin\n"
 	    "      --max-size N    largest value accepted, in bytes (default %d)\n"
 	    "  -h, --help          this help\n"
@@ -115,16 +128,24 @@ check_value(struct item *it, struct buf *scratch)
 	type = jsonl_str(v, "type");
 	if (type && strcmp(type, "envelope") == 0) {
 		int64_t seq = 0;
+		int rc;
 
 		it->envelope = 1;
-		if (envelope_verify(v, scratch, &it->why) != 0 ||
-		    event_id(v, scratch, it->hash) != 0) {
-			it->bad = 1;
-			goto out;
-		}
+		rc = envelope_verify(v, scratch, &it->why);
+		if (rc == EVENT_MALFORMED)
+			goto bad;
+		/* well formed: its place in the log is known even if its
+		 * signature is bad */
 		jsonl_int(v, "seq", &seq);
 		it->seq = seq;
 		it->space = xstrdup(jsonl_str(v, "space"));
+		it->node = xstrdup(jsonl_str(v, "node"));
+		if (rc != 0)
+			goto bad;
+		if (event_id(v, scratch, it->hash) != 0) {
+			it->why = "not representable in RFC 8785";
+			goto bad;
+		}
 		if (jsonl_str(v, "prev"))
 			it->prev = xstrdup(jsonl_str(v, "prev"));
 	} else if (jv_get_kind(v) != JV_KIND_OBJECT) {
@@ -138,20 +159,41 @@ check_value(struct item *it, struct buf *scratch)
 	/* a pretty-printed value leaves as one line */
 	if (memchr(it->text, '\n', it->len))
 		it->reply = canon_string(v);
+	goto out;
+bad:
+	it->bad = 1;
 out:
 	jv_free(v);
 }
 
+/* A well-formed object whose signature fails is bad_sig; anything else
+ * wrong with it is bad_event (rc from event_verify or envelope_verify). */
+static enum bus_err
+bus_err_of(int rc)
+{
+	return rc == EVENT_BAD_SIG ? E_BAD_SIG : E_BAD_EVENT;
+}
+
+/* Every event a connection submits must be its own, whatever its role:
+ * only a node handing the owner node one of its users' events
+ * (node.submit) submits someone else's. */
+static int
+own_events_only(const struct bus_req *r)
+{
+	return !(strcmp(r->method, "node.submit") == 0 && r->role &&
+	    strcmp(r->role, "node") == 0);
+}
+
 /* Bus mode: check the signed objects a request carries in its params:
- * "event", "envelope" and each of "envelopes".  A client may only submit
- * events it authored itself. */
+ * "event", "envelope" and each of "envelopes". */
 static void
 check_bus(struct item *it, struct buf *scratch)
 {
 	struct bus_req r;
 	struct buf reply = BUF_INIT;
-	enum bus_err e = E_BAD_SIG;
+	enum bus_err e = E_BAD_EVENT;
 	const char *why = NULL;
+	int rc;
 
 	if (!bus_is_prefix(it->text, it->len, "") ||
 	    !memmem(it->text, it->len, "\"sig\"", 5))
@@ -164,18 +206,26 @@ check_bus(struct item *it, struct buf *scratch)
 	if (jv_is_valid(ev)) {
 		const char *author;
 
-		if (event_verify(ev, scratch, &why) != 0)
+		if (jv_get_kind(ev) != JV_KIND_OBJECT) {
+			e = E_PARAMS;
+			why = "params.event must be an event object";
 			goto bad;
+		}
+		if ((rc = event_verify(ev, scratch, &why)) != 0) {
+			e = bus_err_of(rc);
+			goto bad;
+		}
 		author = jsonl_str(ev, "author");
-		if (r.role && strcmp(r.role, "client") == 0 &&
-		    (!r.did || strcmp(author, r.did) != 0)) {
+		if (own_events_only(&r) && (!r.did || strcmp(author, r.did) != 0)) {
 			e = E_FORBIDDEN;
-			why = "a client may only submit its own events";
+			why = "a connection may only submit its own events";
 			goto bad;
 		}
 	}
 	jv env = jsonl_get(r.params, "envelope");
-	if (jv_is_valid(env) && envelope_verify(env, scratch, &why) != 0) {
+	if (jv_is_valid(env) &&
+	    (rc = envelope_verify(env, scratch, &why)) != 0) {
+		e = bus_err_of(rc);
 		jv_free(env);
 		goto bad;
 	}
@@ -183,9 +233,10 @@ check_bus(struct item *it, struct buf *scratch)
 	jv list = jsonl_get(r.params, "envelopes");
 	if (jv_get_kind(list) == JV_KIND_ARRAY) {
 		jv_array_foreach(list, i, x) {
-			int rc = envelope_verify(x, scratch, &why);
+			rc = envelope_verify(x, scratch, &why);
 			jv_free(x);
 			if (rc != 0) {
+				e = bus_err_of(rc);
 				jv_free(list);
 				goto bad;
 			}
@@ -248,39 +299,163 @@ str_hash(const char *s)
 	return h;
 }
 
-/* Check an envelope against the one before it in the same space, if that
- * one passed by.  Returns 0 or -1 with *why. */
-static int
-check_chain(struct item *it)
+/* The chain of space, a new one (seq 0) the first time. */
+static struct chain *
+chain_get(const char *space)
 {
-	size_t i = str_hash(it->space) % CHAIN_MAX;
 	struct chain *ch;
+	size_t i;
 
-	for (size_t probe = 0; probe < CHAIN_MAX; probe++) {
-		ch = &chains[(i + probe) % CHAIN_MAX];
-		if (!ch->space || strcmp(ch->space, it->space) == 0)
-			goto found;
+	if (2 * (nchains + 1) > chain_cap) {
+		struct chain *old = chains;
+		size_t oldcap = chain_cap;
+
+		chain_cap = chain_cap ? 2 * chain_cap : 256;
+		chains = xcalloc(chain_cap, sizeof(*chains));
+		for (i = 0; i < oldcap; i++) {
+			if (!old[i].space)
+				continue;
+			size_t j = str_hash(old[i].space) % chain_cap;
+			while (chains[j].space)
+				j = (j + 1) % chain_cap;
+			chains[j] = old[i];
+		}
+		free(old);
 	}
-	/* full: forget an arbitrary space and reuse its slot */
-	ch = &chains[chain_next++ % CHAIN_MAX];
-	free(ch->space);
-	ch->space = NULL;
-found:
-	if (!ch->space) {
-		ch->space = xstrdup(it->space);
-		nchains++;
-		ch->seq = 0;
+	for (i = str_hash(space) % chain_cap; chains[i].space;
+	    i = (i + 1) % chain_cap)
+		if (strcmp(chains[i].space, space) == 0)
+			return &chains[i];
+	ch = &chains[i];
+	ch->space = xstrdup(space);
+	nchains++;
+	return ch;
+}
+
+static void
+chains_free(void)
+{
+	for (size_t i = 0; i < chain_cap; i++) {
+		free(chains[i].space);
+		free(chains[i].node);
 	}
-	if (it->seq == ch->seq + 1 && ch->seq > 0 &&
-	    (!it->prev || strcmp(it->prev, ch->hash) != 0)) {
-		it->why = "hash chain broken: prev is not the hash of the envelope before";
+	free(chains);
+}
+
+/* A space id fit for one line of stderr: control characters replaced,
+ * no longer than a valid space id. */
+static const char *
+shown(const char *space)
+{
+	static char out[SPACE_SHOW + 4];
+	size_t i;
+
+	for (i = 0; space[i] && i < SPACE_SHOW; i++)
+		out[i] = (unsigned char)space[i] < 0x20 || space[i] == 0x7f ?
+		    '?' : space[i];
+	if (space[i])
+		out[i++] = '.', out[i++] = '.', out[i++] = '.';
+	out[i] = '\0';
+	return out;
+}
+
+static void
+chain_step(struct chain *ch, const struct item *it)
+{
+	ch->seq = it->seq;
+	ch->known = !it->bad;
+	memcpy(ch->hash, it->hash, sizeof(ch->hash));
+}
+
+/*
+ * Check an envelope's place in its space's log against what passed before
+ * it: seqs go up by one, each prev is the hash of the envelope before it,
+ * and one node signs them all.  A well-formed envelope that failed its own
+ * checks still takes its place, so that its neighbours are not blamed too.
+ * Returns 0; 1 if it is good but envelopes are missing before it (it
+ * passes, the log fails); -1 if it is out of place (it is left out).
+ * *why is set for 1 and -1, in a buffer good until the next call.
+ */
+static int
+check_chain(struct item *it, const char **why)
+{
+	static struct buf msg;
+	struct chain *ch = chain_get(it->space);
+	long long from, to;
+	int rc = 0;
+
+	buf_reset(&msg);
+	*why = NULL;
+	if (ch->seq == 0) {
+		if (it->seq > 1 && !from_start) {
+			if (!quiet)
+				warn("line %lu: %s: the log starts at seq %lld: "
+				    "checked from there on", it->lineno,
+				    shown(it->space), it->seq);
+		} else if (it->seq > 1) {
+			from = 1;
+			to = it->seq - 1;
+			rc = 1;
+			goto missing;
+		}
+		goto take;
+	}
+	if (it->seq <= ch->seq) {
+		if (it->seq < ch->seq)
+			buf_addf(&msg, "%s: seq %lld after seq %lld: out of order",
+			    shown(it->space), it->seq, ch->seq);
+		else if (ch->known && !it->bad &&
+		    strcmp(it->hash, ch->hash) == 0)
+			buf_addf(&msg, "%s: seq %lld again", shown(it->space),
+			    it->seq);
+		else
+			buf_addf(&msg, "%s: a second envelope at seq %lld",
+			    shown(it->space), it->seq);
+		*why = msg.p;
 		return -1;
 	}
-	if (it->seq > ch->seq) {
-		ch->seq = it->seq;
-		memcpy(ch->hash, it->hash, sizeof(ch->hash));
+	if (it->bad) {
+		/* its own failure is reported; it only keeps its place */
+		if (it->seq == ch->seq + 1)
+			chain_step(ch, it);
+		return 0;
 	}
-	return 0;
+	if (!ch->node) {
+		ch->first = it->seq;
+		ch->node = xstrdup(it->node);
+	}
+	if (strcmp(it->node, ch->node) != 0) {
+		buf_addf(&msg, "%s: seq %lld is signed by another node than "
+		    "seq %lld", shown(it->space), it->seq, ch->first);
+		rc = -1;
+	} else if (it->seq > ch->seq + 1) {
+		from = ch->seq + 1;
+		to = it->seq - 1;
+		rc = 1;
+		goto missing;
+	} else if (ch->known && (!it->prev || strcmp(it->prev, ch->hash) != 0)) {
+		buf_addf(&msg, "hash chain broken: prev is not the hash of the "
+		    "envelope before");
+		rc = -1;
+	}
+	if (rc != 0)
+		*why = msg.p;
+	chain_step(ch, it);
+	return rc;
+missing:
+	if (from == to)
+		buf_addf(&msg, "%s: seq %lld missing", shown(it->space), from);
+	else
+		buf_addf(&msg, "%s: seq %lld to %lld missing", shown(it->space),
+		    from, to);
+	*why = msg.p;
+take:
+	if (!ch->node && !it->bad) {
+		ch->first = it->seq;
+		ch->node = xstrdup(it->node);
+	}
+	chain_step(ch, it);
+	return rc;
 }
 
 static void
@@ -289,6 +464,7 @@ item_clear(struct item *it)
 	free(it->text);
 	free(it->space);
 	free(it->prev);
+	free(it->node);
 	free(it->reason);
 	free(it->reply);
 	memset(it, 0, sizeof(*it));
@@ -296,7 +472,7 @@ item_clear(struct item *it)
 
 /* --raw: check sig by did over all of stdin (at most max bytes). */
 static int
-verify_raw(const char *did, const char *sig64, size_t max, int quiet)
+verify_raw(const char *did, const char *sig64, size_t max)
 {
 	struct buf msg = BUF_INIT;
 	unsigned char pk[KEY_PK_LEN], sig[KEY_SIG_LEN];
@@ -331,6 +507,7 @@ main(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "jobs", required_argument, NULL, 'j' },
 		{ "quiet", no_argument, NULL, 'q' },
+		{ "from-start", no_argument, NULL, 's' },
 		{ "bus", no_argument, NULL, 'b' },
 		{ "raw", no_argument, NULL, 'r' },
 		{ "max-size", required_argument, NULL, 'm' },
@@ -341,18 +518,21 @@ main(int argc, char **argv)
 	static struct batch b;
 	struct worker ws[JOBS_MAX];
 	struct jsonin in;
-	int c, r, quiet = 0, jobs = 1, raw = 0;
+	int c, r, jobs = 1, raw = 0;
 	unsigned long rejected = 0;
 	size_t max = VALUE_MAX;
 
 	prog = PROG;
-	while ((c = getopt_long(argc, argv, "j:qh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "j:qsh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'j':
 			jobs = (int)xnum("--jobs", optarg, 0, JOBS_MAX);
 			break;
 		case 'q':
 			quiet = 1;
+			break;
+		case 's':
+			from_start = 1;
 			break;
 		case 'b':
 			b.bus = 1;
@@ -373,14 +553,16 @@ main(int argc, char **argv)
 			usage(2);
 		}
 	}
-	if (raw && (argc - optind != 2 || b.bus))
+	if (raw && (argc - optind != 2 || b.bus || from_start))
+		usage(2);
+	if (from_start && b.bus)
 		usage(2);
 	if (!raw && optind != argc)
 		usage(2);
 	if (sodium_init() < 0)
 		die("libsodium failed to initialize");
 	if (raw)
-		return verify_raw(argv[optind], argv[optind + 1], max, quiet);
+		return verify_raw(argv[optind], argv[optind + 1], max);
 	if (jobs == 0) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
 		jobs = n < 1 ? 1 : n > JOBS_MAX ? JOBS_MAX : (int)n;
@@ -425,12 +607,21 @@ main(int argc, char **argv)
 		for (size_t i = 0; i < b.n; i++) {
 			struct item *it = &b.items[i];
 
-			if (!b.bus && !it->bad && it->envelope && check_chain(it) != 0)
-				it->bad = 1;
 			if (it->bad) {
 				rejected++;
 				if (!quiet)
 					warn("line %lu: %s", it->lineno, it->why);
+			}
+			if (!b.bus && it->space) {
+				switch (check_chain(it, &why)) {
+				case -1:
+					it->bad = 1;
+					/* FALLTHROUGH */
+				case 1:
+					rejected++;
+					if (!quiet)
+						warn("line %lu: %s", it->lineno, why);
+				}
 			}
 			if (b.bus ? it->reply && !*it->reply : it->bad)
 				;       /* nothing goes on */
@@ -445,8 +636,7 @@ main(int argc, char **argv)
 	if (jsonl_flush() != 0)
 		die("stdout:");
 	jsonin_free(&in);
-	for (size_t i = 0; i < CHAIN_MAX; i++)
-		free(chains[i].space);
+	chains_free();
 	for (int i = 0; i < JOBS_MAX; i++)
 		buf_free(&ws[i].scratch);
 	return !b.bus && rejected ? 1 : 0;

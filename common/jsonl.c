@@ -42,8 +42,10 @@ jsonl_str(jv obj, const char *key)
 	jv v = jsonl_get(obj, key);
 	const char *s = NULL;
 
-	/* obj keeps its own reference, so the pointer outlives v */
-	if (jv_get_kind(v) == JV_KIND_STRING)
+	/* obj keeps its own reference, so the pointer outlives v; a NUL
+	 * inside would make C see a shorter string than JSON does */
+	if (jv_get_kind(v) == JV_KIND_STRING && strlen(jv_string_value(v)) ==
+	    (size_t)jv_string_length_bytes(jv_copy(v)))
 		s = jv_string_value(v);
 	jv_free(v);
 	return s;

@@ -7,15 +7,18 @@
 #include <stdint.h>
 #include <jv.h>
 
-/* Largest integer a signed object may hold exactly (2^53). */
-#define JSONL_INT_MAX 9007199254740992LL
+/* Largest safe integer, 2^53 - 1: the doubles from -JSONL_INT_MAX to
+ * JSONL_INT_MAX stand each for one integer only.  2^53 itself does not
+ * (9007199254740993 parses to it), so it is refused. */
+#define JSONL_INT_MAX 9007199254740991LL
 
 /* Getters: obj is borrowed and may be any kind (non-objects read as empty).
- * jsonl_str returns NULL when key is absent or not a string; the pointer
- * lives as long as obj does. */
+ * jsonl_str returns NULL when key is absent, not a string, or a string with
+ * a NUL byte inside ("\u0000"), so that C string functions see all of it;
+ * the pointer lives as long as obj does. */
 const char *jsonl_str(jv obj, const char *key);
 /* 0 and *out set, or -1 if absent, not a number, not integral or beyond
- * +-2^53. */
+ * +-JSONL_INT_MAX. */
 int jsonl_int(jv obj, const char *key, int64_t *out);
 /* The member (owned), or jv_invalid() when obj is not an object or has
  * no such key. */

@@ -52,7 +52,7 @@ wait_lines() {
 		run -0 jq -sc '[.[] | select(.type == "envelope") | .seq]' "$BATS_TEST_TMPDIR/$who"
 		[ "$output" = "[2,3]" ]
 		jq -c 'select(.type == "envelope")' "$BATS_TEST_TMPDIR/$who" >"$BATS_TEST_TMPDIR/$who.env"
-		run -0 ns-verify <"$BATS_TEST_TMPDIR/$who.env"
+		run -0 --separate-stderr ns-verify <"$BATS_TEST_TMPDIR/$who.env"
 		assert_jq ".event.author == \"$ALICE_DID\" and .node == \"$NODE_DID\"" "${lines[0]}"
 	done
 	# the event id the author got is the id of the event everyone received

@@ -85,6 +85,8 @@ new_space() {
 	run -2 --separate-stderr ns-client beam a/b/c '[1]'
 	run -2 --separate-stderr ns-client invite a/b/c did:key:nope
 	run -2 --separate-stderr ns-client --bogus
+	run -2 --separate-stderr ns-client subscribe a/b/c northstar://h:1/a/b/c
+	assert_match "a/b/c given twice" "$stderr"
 }
 
 @test "ns-client: a missing key file exits 2" {
@@ -100,12 +102,22 @@ new_space() {
 	assert_match "readable by others" "$stderr"
 }
 
-@test "ns-client: a refused connection exits 2 at once" {
+@test "ns-client: a refused connection says so and how to start a node (exit 2)" {
 	SECONDS=0
 	run -2 --separate-stderr ns-client -t 20 -u ws://127.0.0.1:1/ login
 	[ "$SECONDS" -lt 5 ]
 	[ -z "$output" ]
-	assert_match "^ns-client: ws://127.0.0.1:1/: " "$stderr"
+	[ "$stderr" = "ns-client: ws://127.0.0.1:1/: connection refused: is the node running? start it with: ns-node run DIR" ]
+}
+
+@test "ns-client: a host name that does not resolve is named as such (exit 2)" {
+	SECONDS=0
+	run -2 --separate-stderr ns-client -t 20 -u ws://no-such-node.invalid:7700/ login
+	[ "$SECONDS" -lt 15 ]
+	[ -z "$output" ]
+	# host not found, or, with no DNS at hand, the lookup failed
+	assert_match "^ns-client: ws://no-such-node.invalid:7700/: (host not found|host name lookup failed): check the host name in the URL" "$stderr"
+	[ "${#stderr_lines[@]}" -eq 1 ]
 }
 
 @test "ns-client: a server that never answers times out with 2" {
@@ -147,7 +159,15 @@ while time.time() < deadline:
 	node_start
 	run -2 --separate-stderr ns-client --node "$BOB_DID" login
 	[ -z "$output" ]
-	assert_match "not $BOB_DID" "$stderr"
+	[ "$stderr" = "ns-client: $NS_URL: the node is $NODE_DID, not $BOB_DID: is this the URL of that node?" ]
+}
+
+@test "ns-client: a refused login gives the node's reason and asks about the key" {
+	node_start
+	# a login stamped in 1970 is outside the node's 5 minutes
+	NS_NOW=1000 run -2 --separate-stderr ns-client login
+	[ -z "$output" ]
+	assert_match "^ns-client: $NS_URL: login refused: unauthenticated: .+: is this machine's clock right\?$" "$stderr"
 }
 
 @test "ns-client: a node naming another address is refused without --any-address" {
@@ -224,6 +244,64 @@ while time.time() < deadline:
 	assert_jq ".type == \"envelope\" and .seq == 3 and
 	    .event.type == \"beam.ref\" and .event.author == \"$BOB_DID\"" "${lines[1]}"
 	assert_jq '.seq == 4' "${lines[2]}"
+}
+
+@test "ns-client: subscribe --from 1 prints the whole log, then what comes, each once in order" {
+	node_start
+	S=$(new_space channel tail)
+	# 249 beams: with the space.create, history spans three pages of 100
+	for i in $(seq 1 249); do printf '{"n":%d}\n' "$i"; done |
+	    ns-client beam "$S" >/dev/null
+	# more beams go in while the subscriber reads the history
+	for i in $(seq 250 449); do printf '{"n":%d}\n' "$i"; done >"$BATS_TEST_TMPDIR/more"
+	ns-client -k "$BOB" join "$S" >/dev/null
+	ns-client -k "$BOB" beam "$S" --window 1 <"$BATS_TEST_TMPDIR/more" 3>&- \
+	    >"$BATS_TEST_TMPDIR/during" &
+	WRITER=$!
+	BG_PIDS="$BG_PIDS $WRITER"
+	wait_lines "$BATS_TEST_TMPDIR/during" 5
+	# 1 create + 249 + 1 join + 200 during + 3 after = 454 envelopes
+	ns-client -t 60 subscribe --from 1 "$S" --count 454 3>&- \
+	    >"$BATS_TEST_TMPDIR/sub" 2>"$BATS_TEST_TMPDIR/sub.err" &
+	SUB=$!
+	BG_PIDS="$BG_PIDS $SUB"
+	wait_exit "$WRITER"
+	wait_lines "$BATS_TEST_TMPDIR/sub" 452
+	for i in 1 2 3; do ns-client beam "$S" "{\"after\":$i}" >/dev/null; done
+	wait_exit "$SUB"
+	run -0 cat "$BATS_TEST_TMPDIR/sub"
+	[ "${#lines[@]}" -eq 455 ]
+	assert_jq ".space == \"$S\" and (.head | type) == \"number\"" "${lines[0]}"
+	printf '%s\n' "${lines[@]:1}" | jq -e -s '
+	    map(.seq) == [range(1; 455)] and
+	    .[0].event.type == "space.create" and
+	    .[-1].event.type == "beam.ref"' >/dev/null
+	[ ! -s "$BATS_TEST_TMPDIR/sub.err" ]
+	# what it printed is the log: ns-verify finds it whole from seq 1
+	printf '%s\n' "${lines[@]:1}" | ns-verify --from-start >/dev/null
+}
+
+@test "ns-client: subscribe --from SEQ starts at SEQ, also past the head" {
+	node_start
+	S=$(new_space channel from)
+	for i in 1 2 3 4 5; do printf '{"n":%d}\n' "$i"; done | ns-client beam "$S" >/dev/null
+	run -0 --separate-stderr ns-client -t 2 subscribe --from 4 "$S"
+	[ "${#lines[@]}" -eq 4 ]
+	printf '%s\n' "${lines[@]:1}" | jq -e -s 'map(.seq) == [4,5,6]' >/dev/null
+	# from beyond the head: nothing old, the new ones from SEQ on
+	ns-client -t 20 subscribe --from 8 "$S" --count 1 3>&- >"$BATS_TEST_TMPDIR/sub" &
+	SUB=$!
+	BG_PIDS="$BG_PIDS $SUB"
+	wait_lines "$BATS_TEST_TMPDIR/sub" 1
+	ns-client beam "$S" '{"n":7}' >/dev/null
+	ns-client beam "$S" '{"n":8}' >/dev/null
+	wait_exit "$SUB"
+	run -0 cat "$BATS_TEST_TMPDIR/sub"
+	[ "${#lines[@]}" -eq 2 ]
+	assert_jq '.seq == 8 and .event.type == "beam.ref"' "${lines[1]}"
+	run -2 --separate-stderr ns-client history "$S" --from 1
+	assert_match "for subscribe only" "$stderr"
+	run -2 --separate-stderr ns-client subscribe "$S" --from 0
 }
 
 @test "ns-client: a dm is closed to the uninvited, open after an invite" {

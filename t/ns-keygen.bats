@@ -35,8 +35,8 @@ keyfile_with() {
 	printf '%s\n' "$f"
 }
 
-@test "ns-keygen: prints a new key file with every field" {
-	run -0 --separate-stderr ns-keygen
+@test "ns-keygen: -o - prints a new key file with every field" {
+	run -0 --separate-stderr ns-keygen -o -
 	[ -z "$stderr" ]
 	[ "${#lines[@]}" -eq 1 ]
 	assert_jq '.type == "northstar.key" and .version == 1'
@@ -46,37 +46,62 @@ keyfile_with() {
 	assert_jq 'keys == ["did","publicKey","seed","type","version"]'
 }
 
+@test "ns-keygen: without -o it makes no key and prints usage (exit 2)" {
+	run -2 --separate-stderr ns-keygen
+	[ -z "$output" ]
+	[[ ${stderr_lines[0]} == "ns-keygen: -o FILE needed"* ]]
+	[[ ${stderr_lines[1]} == "usage: ns-keygen [-f] -o FILE"* ]]
+	run -2 --separate-stderr ns-keygen --seed "$ALICE_SEED"
+	[ -z "$output" ]
+	[[ $stderr != *"$ALICE_SEED"* ]]
+}
+
+@test "ns-keygen: -o - never writes a secret to a terminal" {
+	command -v script >/dev/null || skip "no script(1)"
+	# script runs it with stdout on a pseudo-terminal, and exits with its
+	# status
+	run -2 script -qec "ns-keygen -o - --seed $ALICE_SEED" /dev/null
+	[[ $output == *"ns-keygen: -o -: refusing to write a secret key to a terminal"* ]]
+	[[ $output != *'"seed"'* ]]
+	[[ $output != *"$ALICE_SEED"* ]]
+	# into a pipe or a file it is the key file, and only that
+	run -0 script -qec "ns-keygen -o - --seed $ALICE_SEED | jq -r .did" /dev/null
+	[[ $output == *"$ALICE_DID"* ]]
+	ns-keygen -o - >k.json
+	assert_jq '.seed | test("^[0-9a-f]{64}$")' "$(cat k.json)"
+}
+
 @test "ns-keygen: fresh keys differ" {
-	run -0 ns-keygen
+	run -0 ns-keygen -o -
 	local first=$output
-	run -0 ns-keygen
+	run -0 ns-keygen -o -
 	[ "$(jq -r .seed <<<"$first")" != "$(jq -r .seed <<<"$output")" ]
 	[ "$(jq -r .did <<<"$first")" != "$(jq -r .did <<<"$output")" ]
 }
 
 @test "ns-keygen: --seed is deterministic" {
-	run -0 --separate-stderr ns-keygen --seed "$ALICE_SEED"
+	run -0 --separate-stderr ns-keygen -o - --seed "$ALICE_SEED"
 	local first=$output
-	run -0 --separate-stderr ns-keygen --seed "$ALICE_SEED"
+	run -0 --separate-stderr ns-keygen -o - --seed "$ALICE_SEED"
 	[ "$output" = "$first" ]
 	assert_jq ".seed == \"$ALICE_SEED\" and .did == \"$ALICE_DID\""
 }
 
 @test "ns-keygen: --seed - reads the seed from stdin" {
-	run -0 --separate-stderr ns-keygen --seed - <<<"$ALICE_SEED"
+	run -0 --separate-stderr ns-keygen -o - --seed - <<<"$ALICE_SEED"
 	assert_jq ".did == \"$ALICE_DID\""
-	run -0 --separate-stderr ns-keygen --seed - < <(printf %s "$ALICE_SEED")
+	run -0 --separate-stderr ns-keygen -o - --seed - < <(printf %s "$ALICE_SEED")
 	assert_jq ".did == \"$ALICE_DID\""
-	run -2 --separate-stderr ns-keygen --seed - < <(printf '%s\n\n' "$ALICE_SEED")
+	run -2 --separate-stderr ns-keygen -o - --seed - < <(printf '%s\n\n' "$ALICE_SEED")
 	[ -z "$output" ]
-	run -2 --separate-stderr ns-keygen --seed - </dev/null
+	run -2 --separate-stderr ns-keygen -o - --seed - </dev/null
 	[[ $stderr == *"64 hex digits"* ]]
 }
 
 @test "ns-keygen: RFC 8032 seeds give the RFC public keys and their DIDs" {
 	local n=0 seed pk did
 	while IFS=$'\t' read -r seed pk; do
-		run -0 --separate-stderr ns-keygen --seed "$seed"
+		run -0 --separate-stderr ns-keygen -o - --seed "$seed"
 		assert_jq ".publicKey == \"$(hex_b64url "$pk")\""
 		did=$(awk -F '\t' -v s="$seed" '$1 == s { print $2 }' \
 			"$FIX/didkey-seeds.tsv")
@@ -108,7 +133,7 @@ keyfile_with() {
 		b=${name#*:}
 		run -0 --separate-stderr ns-keygen -p "$(fixture_key "${name%:*}")"
 		local pub=$output
-		run -0 ns-keygen --seed "$(printf "$b%.0s" {1..32})"
+		run -0 ns-keygen -o - --seed "$(printf "$b%.0s" {1..32})"
 		assert_jq ".did == $(jq .did <<<"$pub")"
 		assert_jq ".publicKey == $(jq .publicKey <<<"$pub")"
 	done
@@ -123,7 +148,7 @@ keyfile_with() {
 	[ -z "$stderr" ]
 	assert_jq "keys == [\"did\",\"publicKey\"] and .did == \"$ALICE_DID\""
 	[ "$(stat -c %a a.key)" = 600 ]
-	[ "$(cat a.key)" = "$(ns-keygen --seed "$ALICE_SEED")" ]
+	[ "$(cat a.key)" = "$(ns-keygen -o - --seed "$ALICE_SEED")" ]
 	[ "$(tail -c 1 a.key | od -An -c | tr -d ' ')" = '\n' ]
 	(umask 000 && ns-keygen -o b.key >/dev/null)
 	[ "$(stat -c %a b.key)" = 600 ]
@@ -259,7 +284,7 @@ keyfile_with() {
 	local s
 	for s in "${ALICE_SEED:1}" "${ALICE_SEED}0" "${ALICE_SEED:1}g" \
 	    "0x${ALICE_SEED:2}" "" "${ALICE_SEED:2} 1"; do
-		run -2 --separate-stderr ns-keygen --seed "$s"
+		run -2 --separate-stderr ns-keygen -o - --seed "$s"
 		[ -z "$output" ]
 		[ "$stderr" = "ns-keygen: --seed: want 64 hex digits (32 bytes)" ]
 	done
@@ -268,7 +293,7 @@ keyfile_with() {
 @test "ns-keygen: --help prints usage on stdout and exits 0" {
 	run -0 --separate-stderr ns-keygen --help
 	[ -z "$stderr" ]
-	[[ ${lines[0]} == "usage: ns-keygen [-f] [-o FILE] [--seed HEX64 | --seed -]" ]]
+	[[ ${lines[0]} == "usage: ns-keygen [-f] -o FILE [--seed HEX64 | --seed -]" ]]
 	[[ ${lines[1]} == *"ns-keygen -p FILE" ]]
 	run -0 --separate-stderr ns-keygen -h
 	[[ ${lines[0]} == "usage: ns-keygen"* ]]
@@ -296,7 +321,9 @@ keyfile_with() {
 	run -2 --separate-stderr ns-keygen -p "$(fixture_key alice)" --seed "$ALICE_SEED"
 	[ -z "$output" ]
 	run -2 --separate-stderr ns-keygen -f
-	[[ $stderr == "ns-keygen: -f needs -o"* ]]
+	[[ $stderr == "ns-keygen: -f needs -o FILE"* ]]
+	run -2 --separate-stderr ns-keygen -f -o -
+	[[ $stderr == "ns-keygen: -f needs -o FILE"* ]]
 	run -2 --separate-stderr ns-keygen extra
 	[[ $stderr == "ns-keygen: unexpected argument"* ]]
 	[ ! -e x.key ]

@@ -21,9 +21,27 @@ node_sign() {
 	jq -c --arg s "$sig" '. + {sig:$s}' <<<"$obj"
 }
 
+# mkenv SEQ PREV EVENT: an envelope of $SPACE (default channel/z/x).
 mkenv() {
 	jq -cn --argjson seq "$1" --argjson prev "$2" --argjson ev "$3" --arg node "$NODE_DID" \
-		'{type:"envelope",space:"channel/z/x",seq:$seq,prev:$prev,event:$ev,node:$node,ts:1}' | node_sign
+		--arg s "${SPACE:-channel/z/x}" \
+		'{type:"envelope",space:$s,seq:$seq,prev:$prev,event:$ev,node:$node,ts:1}' | node_sign
+}
+
+# envhash ENVELOPE: its id, the prev of the envelope after it.
+envhash() {
+	ns-sign --canonical <<<"$1" | head -c -1 | openssl dgst -sha256 -binary |
+	    basenc --base64url | tr -d '='
+}
+
+# mklog SPACE N: envelopes 1 to N of SPACE, chained, one per line.
+mklog() {
+	local prev=null e i
+	for i in $(seq 1 "$2"); do
+		e=$(SPACE=$1 mkenv "$i" "$prev" "$SIGNED")
+		printf '%s\n' "$e"
+		prev="\"$(envhash "$e")\""
+	done
 }
 
 @test "ns-verify: a good object passes unchanged, exit 0" {
@@ -98,6 +116,105 @@ $bad"
 	assert_match 'prev null' "$stderr"
 }
 
+@test "ns-verify: a whole log passes; an envelope missing from the middle fails" {
+	mklog channel/z/x 8 >"$BATS_TEST_TMPDIR/log"
+	run -0 --separate-stderr ns-verify <"$BATS_TEST_TMPDIR/log"
+	[ "${#lines[@]}" -eq 8 ]
+	[ -z "$stderr" ]
+	# every envelope verifies and every prev that can be checked matches,
+	# but 4 to 6 are gone: the one after the hole passes, the log fails
+	sed '4,6d' "$BATS_TEST_TMPDIR/log" >"$BATS_TEST_TMPDIR/holed"
+	run -1 --separate-stderr ns-verify <"$BATS_TEST_TMPDIR/holed"
+	[ "${#lines[@]}" -eq 5 ]
+	[ "$stderr" = "ns-verify: line 4: channel/z/x: seq 4 to 6 missing" ]
+	printf '%s\n' "$output" | jq -e -s 'map(.seq) == [1,2,3,7,8]' >/dev/null
+	# one missing
+	sed '5d' "$BATS_TEST_TMPDIR/log" >"$BATS_TEST_TMPDIR/holed"
+	run -1 --separate-stderr ns-verify <"$BATS_TEST_TMPDIR/holed"
+	[ "$stderr" = "ns-verify: line 5: channel/z/x: seq 5 missing" ]
+	run -1 ns-verify -q <"$BATS_TEST_TMPDIR/holed"
+	# the last one missing cannot be seen: the log simply ends earlier
+	run -0 ns-verify <<<"$(head -n 7 "$BATS_TEST_TMPDIR/log")"
+}
+
+@test "ns-verify: a repeated or out-of-order seq fails and is left out" {
+	mklog channel/z/x 3 >"$BATS_TEST_TMPDIR/log"
+	mapfile -t e <"$BATS_TEST_TMPDIR/log"
+	run -1 --separate-stderr ns-verify <<<"${e[0]}
+${e[1]}
+${e[1]}
+${e[2]}"
+	[ "${#lines[@]}" -eq 3 ]
+	[ "$stderr" = "ns-verify: line 3: channel/z/x: seq 2 again" ]
+	run -1 --separate-stderr ns-verify <<<"${e[0]}
+${e[2]}
+${e[1]}"
+	[ "${#lines[@]}" -eq 2 ]
+	assert_match "line 2: channel/z/x: seq 2 missing" "$stderr"
+	assert_match "line 3: channel/z/x: seq 2 after seq 3: out of order" "$stderr"
+	# another envelope with a seq that is taken: a fork
+	fork=$(mkenv 2 "$(jq .prev <<<"${e[1]}")" "$(ns-sign -k "$ALICE" --ts 1 <<<'{"type":"beam","n":2}')")
+	run -1 --separate-stderr ns-verify <<<"${e[0]}
+${e[1]}
+$fork"
+	[ "$stderr" = "ns-verify: line 3: channel/z/x: a second envelope at seq 2" ]
+}
+
+@test "ns-verify: two spaces interleaved are checked each on its own" {
+	mklog channel/z/a 4 >"$BATS_TEST_TMPDIR/a"
+	mklog dm/z/b 4 >"$BATS_TEST_TMPDIR/b"
+	paste -d '\n' "$BATS_TEST_TMPDIR/a" "$BATS_TEST_TMPDIR/b" >"$BATS_TEST_TMPDIR/ab"
+	run -0 --separate-stderr ns-verify <"$BATS_TEST_TMPDIR/ab"
+	[ "${#lines[@]}" -eq 8 ]
+	[ -z "$stderr" ]
+	# b loses its seq 3 (line 6): only b fails, at its seq 4 (line 7)
+	sed '6d' "$BATS_TEST_TMPDIR/ab" >"$BATS_TEST_TMPDIR/holed"
+	run -1 --separate-stderr ns-verify <"$BATS_TEST_TMPDIR/holed"
+	[ "${#lines[@]}" -eq 7 ]
+	[ "$stderr" = "ns-verify: line 7: dm/z/b: seq 3 missing" ]
+	# a's seq 2 with b's seq 1 as prev: the chains do not mix
+	swapped=$(SPACE=channel/z/a mkenv 2 "\"$(envhash "$(head -n 1 "$BATS_TEST_TMPDIR/b")")\"" "$SIGNED")
+	run -1 --separate-stderr ns-verify <<<"$(sed -n 1,2p "$BATS_TEST_TMPDIR/ab")
+$swapped"
+	assert_match "line 3: hash chain broken" "$stderr"
+}
+
+@test "ns-verify: a log from seq 5 gets a notice and passes; --from-start fails it" {
+	mklog channel/z/x 8 | tail -n 4 >"$BATS_TEST_TMPDIR/page"
+	run -0 --separate-stderr ns-verify <"$BATS_TEST_TMPDIR/page"
+	[ "${#lines[@]}" -eq 4 ]
+	[ "$stderr" = "ns-verify: line 1: channel/z/x: the log starts at seq 5: checked from there on" ]
+	run -0 --separate-stderr ns-verify -q <"$BATS_TEST_TMPDIR/page"
+	[ -z "$stderr" ]
+	# from there on it is checked as ever
+	run -1 --separate-stderr ns-verify <<<"$(sed 2d "$BATS_TEST_TMPDIR/page")"
+	assert_match "line 2: channel/z/x: seq 6 missing" "$stderr"
+	# the whole log asked for
+	run -1 --separate-stderr ns-verify --from-start <"$BATS_TEST_TMPDIR/page"
+	[ "${#lines[@]}" -eq 4 ]
+	[ "$stderr" = "ns-verify: line 1: channel/z/x: seq 1 to 4 missing" ]
+	run -0 ns-verify -s <<<"$(mklog channel/z/x 2)"
+}
+
+@test "ns-verify: every envelope of a space is signed by the same node" {
+	e1=$(mkenv 1 null "$SIGNED")
+	e2=$(jq -cn --arg p "$(envhash "$e1")" --arg a "$ALICE_DID" --argjson ev "$SIGNED" \
+	    '{type:"envelope",space:"channel/z/x",seq:2,prev:$p,event:$ev,node:$a,ts:1}' |
+	    NODE=$ALICE node_sign)
+	run -0 ns-verify <<<"$e2"
+	run -1 --separate-stderr ns-verify <<<"$e1
+$e2"
+	[ "${#lines[@]}" -eq 1 ]
+	[ "$stderr" = "ns-verify: line 2: channel/z/x: seq 2 is signed by another node than seq 1" ]
+}
+
+@test "ns-verify: a forged envelope in its place is reported once" {
+	mklog channel/z/x 4 | jq -c 'if .seq == 2 then .ts = 2 else . end' >"$BATS_TEST_TMPDIR/log"
+	run -1 --separate-stderr ns-verify <"$BATS_TEST_TMPDIR/log"
+	[ "${#lines[@]}" -eq 3 ]
+	[ "$stderr" = "ns-verify: line 2: envelope signature does not verify" ]
+}
+
 @test "ns-verify: -j 2 gives the same output, in order, as one thread" {
 	for i in $(seq 1 300); do
 		printf '{"type":"beam","n":%d}\n' "$i"
@@ -135,6 +252,95 @@ $bad"
 	assert_jq '.msg.error.data.reason == "forbidden"'
 }
 
+# busreq METHOD DID ROLE ID EVENT: a request line carrying EVENT.
+busreq() {
+	jq -cn --arg m "$1" --arg d "$2" --arg r "$3" --argjson id "$4" --argjson e "$5" \
+	    '{m:$m,c:3,did:$d,role:$r,id:$id,p:{event:$e}}'
+}
+
+# raw_sign KEY JSON: JSON signed by KEY as it is, whatever its author.
+raw_sign() {
+	local sig
+	sig=$(jq -c 'del(.sig)' <<<"$2" | ns-sign --canonical | head -c -1 |
+	    ns-sign -k "$1" --raw)
+	jq -c --arg s "$sig" '. + {sig: $s}' <<<"$2"
+}
+
+@test "ns-verify: --bus answers a malformed event bad_event, a bad signature bad_sig" {
+	leave='{"type":"space.leave","space":"channel/z/x"}'
+	{
+		# the shape is wrong: bad_event, whatever the signature
+		busreq space.leave "$ALICE_DID" client 1 "$(ns-sign -k "$ALICE" <<<'{"type":"space.leave","space":"channel/z/x","ts":1.5}')"
+		busreq space.leave "$ALICE_DID" client 2 "$(ns-sign -k "$ALICE" <<<'{"type":"space.leave","space":"channel/z/x","ts":"1"}')"
+		busreq space.leave "$ALICE_DID" client 3 "$(ns-sign -k "$ALICE" <<<'{"space":"channel/z/x"}')"
+		busreq space.leave "$ALICE_DID" client 4 "$(raw_sign "$ALICE" '{"type":"space.leave","author":"alice","ts":1}')"
+		busreq space.leave "$ALICE_DID" client 5 "$(raw_sign "$ALICE" '{"type":"space.leave","author":5,"ts":1}')"
+		busreq space.leave "$ALICE_DID" client 6 "$(raw_sign "$ALICE" '{"type":"space.leave","ts":1}')"
+		busreq space.leave "$ALICE_DID" client 7 "$(raw_sign "$ALICE" '{"type":7,"author":"'"$ALICE_DID"'","ts":1}')"
+		busreq space.leave "$ALICE_DID" client 8 "$(ns-sign -k "$ALICE" <<<'{"type":"space.leave","ts":-1}')"
+		# well formed, but the signature or its signer is not good: bad_sig
+		busreq space.leave "$ALICE_DID" client 9 "$(ns-sign -k "$ALICE" <<<"$leave" | sed 's/channel/chanel/')"
+		busreq space.leave "$ALICE_DID" client 10 "$(ns-sign -k "$ALICE" <<<"$leave" | jq -c '.sig = "abc"')"
+		busreq space.leave "did:key:zQ3shokFTS3brHcDQrn82RUDfCZESWL1ZdCEJwekUDPQiYBme" client 11 \
+		    "$(raw_sign "$ALICE" '{"type":"space.leave","author":"did:key:zQ3shokFTS3brHcDQrn82RUDfCZESWL1ZdCEJwekUDPQiYBme","ts":1}')"
+		# not an object at all
+		jq -cn --arg d "$ALICE_DID" '{m:"space.leave",c:3,did:$d,role:"client",id:12,p:{event:"sig"}}'
+	} >"$BATS_TEST_TMPDIR/in"
+	run -0 --separate-stderr ns-verify --bus <"$BATS_TEST_TMPDIR/in"
+	[ "${#lines[@]}" -eq 12 ]
+	printf '%s\n' "$output" | jq -e -s '
+	    map({key: (.msg.id | tostring), value: .msg.error}) | from_entries as $e |
+	    ([range(1;9) | tostring | $e[.] | .code == -32009 and .data.reason == "bad_event"] | all) and
+	    ([range(9;12) | tostring | $e[.] | .code == -32002 and .data.reason == "bad_sig"] | all) and
+	    $e["12"].data.reason == "invalid_params" and
+	    ($e["1"].message | test("ts")) and ($e["3"].message | test("type")) and
+	    ($e["4"].message | test("did:key")) and ($e["9"].message | test("does not verify"))' >/dev/null
+}
+
+@test "ns-verify: --bus answers a malformed envelope bad_event, a forged one bad_sig" {
+	e1=$(mkenv 1 null "$SIGNED")
+	{
+		for env in "$(jq -c '.seq = 0' <<<"$e1" | node_sign)" \
+		    "$(mkenv 1 null "$(jq -c '.ts = 0.5' <<<"$SIGNED")")" \
+		    "$(jq -c '.ts = 2' <<<"$e1")" \
+		    "$(mkenv 1 null "${SIGNED/world/w0rld}")"; do
+			jq -cn --arg d "$NODE_DID" --argjson e "$env" \
+			    '{m:"node.sync",c:5,did:$d,role:"node",id:0,p:{envelopes:[$e]}}'
+		done
+	} | jq -c '.id = input_line_number' >"$BATS_TEST_TMPDIR/in"
+	run -0 --separate-stderr ns-verify --bus <"$BATS_TEST_TMPDIR/in"
+	[ "${#lines[@]}" -eq 4 ]
+	assert_jq '.msg.id == 1 and .msg.error.data.reason == "bad_event"' "${lines[0]}"
+	assert_jq '.msg.id == 2 and .msg.error.data.reason == "bad_event"' "${lines[1]}"
+	assert_jq '.msg.id == 3 and .msg.error.data.reason == "bad_sig"' "${lines[2]}"
+	assert_jq '.msg.id == 4 and .msg.error.data.reason == "bad_sig"' "${lines[3]}"
+}
+
+@test "ns-verify: --bus: a node connection may submit only its own events, but by node.submit" {
+	local m i=0
+	for m in space.create space.join space.leave space.invite space.remove \
+	    space.rules space.beam beam.delete; do
+		i=$((i + 1))
+		busreq "$m" "$NODE_DID" node "$i" "$SIGNED"
+	done >"$BATS_TEST_TMPDIR/in"
+	run -0 --separate-stderr ns-verify --bus <"$BATS_TEST_TMPDIR/in"
+	[ "${#lines[@]}" -eq 8 ]
+	printf '%s\n' "$output" | jq -e -s 'map(.msg.error) | length == 8 and
+	    all(.code == -32003 and .data.reason == "forbidden" and
+	        .message == "a connection may only submit its own events")' >/dev/null
+	# its own events pass, and so does a user's event in node.submit
+	own=$(ns-sign -k "$NODE" <<<'{"type":"space.join","space":"channel/z/x"}')
+	{
+		busreq space.join "$NODE_DID" node 1 "$own"
+		busreq node.submit "$NODE_DID" node 2 "$SIGNED"
+	} >"$BATS_TEST_TMPDIR/in"
+	run -0 ns-verify --bus <"$BATS_TEST_TMPDIR/in"
+	[ "$output" = "$(cat "$BATS_TEST_TMPDIR/in")" ]
+	# a client may not use node.submit to pass another author's event
+	run -0 --separate-stderr ns-verify --bus <<<"$(busreq node.submit "$NODE_DID" client 3 "$SIGNED")"
+	assert_jq '.msg.error.data.reason == "forbidden"'
+}
+
 @test "ns-verify: --bus drops a bad notification and checks envelopes" {
 	e1=$(mkenv 1 null "${SIGNED/world/w0rld}")
 	n=$(jq -c --arg d "$NODE_DID" --argjson e "$e1" -n '{m:"node.broadcast",c:5,did:$d,role:"node",p:{envelope:$e}}')
@@ -151,5 +357,7 @@ $bad"
 	run -2 ns-verify --nope
 	run -2 ns-verify -j 1000
 	run -2 ns-verify extra
+	run -2 --separate-stderr ns-verify --bus --from-start </dev/null
+	run -2 --separate-stderr ns-verify -s --raw "$ALICE_DID" AAAA </dev/null
 	run -2 --separate-stderr ns-verify --raw not-a-did AAAA </dev/null
 }

@@ -37,7 +37,8 @@ trim() {
 	[ "$(wc -l <"$BATS_TEST_TMPDIR/blocks")" -ge 15 ]
 	jq -c '.. | objects | select(has("sig"))' "$BATS_TEST_TMPDIR/blocks" >"$BATS_TEST_TMPDIR/signed"
 	[ "$(wc -l <"$BATS_TEST_TMPDIR/signed")" -ge 10 ]
-	run -0 --separate-stderr ns-verify <"$BATS_TEST_TMPDIR/signed"
+	# once each: an envelope shown twice is a repeated seq
+	run -0 --separate-stderr ns-verify < <(awk '!seen[$0]++' "$BATS_TEST_TMPDIR/signed")
 	[ -z "$stderr" ]
 	# and the envelopes, as a stream, form one hash chain
 	jq -c '.. | objects | select(.type? == "envelope")' "$BATS_TEST_TMPDIR/blocks" | awk '!seen[$0]++' >"$BATS_TEST_TMPDIR/envs"

@@ -137,16 +137,7 @@ word_index(const char *const *words, const char *s)
 const char *
 sget(jv obj, const char *key)
 {
-	jv v = jsonl_get(obj, key);
-	const char *s = NULL;
-
-	if (jv_get_kind(v) == JV_KIND_STRING) {
-		s = jv_string_value(v);
-		if (strlen(s) != (size_t)jv_string_length_bytes(jv_copy(v)))
-			s = NULL;
-	}
-	jv_free(v);
-	return s;
+	return jsonl_str(obj, key);
 }
 
 int

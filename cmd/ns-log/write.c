@@ -139,9 +139,11 @@ verify_here(struct log *L, const struct bus_req *r, jv ev, const char *author,
     struct buf *out)
 {
 	const char *why;
+	int rc;
 
-	if (event_verify(ev, &L->scratch, &why) != 0) {
-		bus_error(out, r, E_BAD_SIG, why);
+	if ((rc = event_verify(ev, &L->scratch, &why)) != 0) {
+		bus_error(out, r, rc == EVENT_BAD_SIG ? E_BAD_SIG : E_BAD_EVENT,
+		    why);
 		return -1;
 	}
 	if (r->role && (!r->did || strcmp(r->did, author) != 0) &&

@@ -46,21 +46,6 @@ send_challenge(struct conn *c)
 	send_jv(c, bus_notification("auth.challenge", ch));
 }
 
-/* A string member without NUL bytes inside, or NULL. */
-static const char *
-str(jv obj, const char *key)
-{
-	jv v = jsonl_get(obj, key);
-	const char *s = NULL;
-
-	if (jv_get_kind(v) == JV_KIND_STRING &&
-	    strlen(jv_string_value(v)) ==
-	    (size_t)jv_string_length_bytes(jv_copy(v)))
-		s = jv_string_value(v);		/* obj holds it */
-	jv_free(v);
-	return s;
-}
-
 /* Why params (borrowed) is not a good login on c, or NULL. */
 static const char *
 login_check(struct conn *c, jv params, const char **role)
@@ -72,20 +57,20 @@ login_check(struct conn *c, jv params, const char **role)
 
 	if (jv_get_kind(params) != JV_KIND_OBJECT)
 		return "params must be an object";
-	if (!(s = str(params, "type")) || strcmp(s, "auth.login") != 0)
+	if (!(s = jsonl_str(params, "type")) || strcmp(s, "auth.login") != 0)
 		return "type is not auth.login";
-	if (!(s = str(params, "nonce")) || c->nonce[0] == '\0' ||
+	if (!(s = jsonl_str(params, "nonce")) || c->nonce[0] == '\0' ||
 	    strcmp(s, c->nonce) != 0)
 		return "nonce is not the one issued on this connection";
-	if (!(s = str(params, "node")) || strcmp(s, nodekey->did) != 0)
+	if (!(s = jsonl_str(params, "node")) || strcmp(s, nodekey->did) != 0)
 		return "node is not this node";
-	if (!(s = str(params, "address")) || strcmp(s, address) != 0)
+	if (!(s = jsonl_str(params, "address")) || strcmp(s, address) != 0)
 		return "address is not this node's";
-	if (!(s = str(params, "role")) ||
+	if (!(s = jsonl_str(params, "role")) ||
 	    (strcmp(s, "client") != 0 && strcmp(s, "node") != 0))
 		return "role must be client or node";
 	*role = s;
-	if (!(s = str(params, "author")) || didkey_decode(s, pk, &reason) != 0)
+	if (!(s = jsonl_str(params, "author")) || didkey_decode(s, pk, &reason) != 0)
 		return "author is not a did:key";
 	if (jsonl_int(params, "ts", &ts) != 0)
 		return "ts missing or not an integer";
@@ -167,16 +152,16 @@ dial_step(struct conn *c, jv msg)
 	int64_t id;
 
 	if (c->state == S_CHALLENGE) {
-		s = str(msg, "method");
+		s = jsonl_str(msg, "method");
 		if (!s || strcmp(s, "auth.challenge") != 0) {
 			dial_fail(c, "first message is not auth.challenge");
 			return;
 		}
 		ch = jsonl_get(msg, "params");
-		nonce = str(ch, "nonce");
-		node = str(ch, "node");
-		addr = str(ch, "address");
-		s = str(ch, "type");
+		nonce = jsonl_str(ch, "nonce");
+		node = jsonl_str(ch, "node");
+		addr = jsonl_str(ch, "address");
+		s = jsonl_str(ch, "type");
 		if (!s || strcmp(s, "auth.challenge") != 0 || !nonce || !node ||
 		    !addr || jsonl_has(ch, "author")) {
 			jv_free(ch);
@@ -244,7 +229,7 @@ dial_step(struct conn *c, jv msg)
 		return;
 	}
 	err = jsonl_get(msg, "error");
-	s = str(err, "message");
+	s = jsonl_str(err, "message");
 	snprintf(why, sizeof(why), "login refused: %.80s", s ? s : "no reason");
 	jv_free(err);
 	dial_fail(c, why);
