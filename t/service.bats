@@ -1,6 +1,6 @@
 #!/usr/bin/env bats
-# share/service/: the systemd unit's exposure and the runit and s6
-# scripts.
+# share/service/: the systemd unit's exposure, what make install puts
+# where, and the runit and s6 scripts.
 
 load helpers/common
 bats_require_minimum_version 1.5.0
@@ -21,6 +21,29 @@ setup() {
 	awk -v s="$score" 'BEGIN { exit !(s < 2.0) }'
 	# and it knows every setting
 	! grep -q "Unknown key" <<<"$output"
+}
+
+@test "service: make install DESTDIR=... PREFIX=/usr puts units naming the installed ns-node; uninstall takes them away" {
+	run -0 make -C "$ROOT" --no-print-directory install DESTDIR="$T/dest" PREFIX=/usr
+	share=$T/dest/usr/share/northstar/service
+	unit=$share/northstar.service
+	[ -f "$unit" ]
+	[ "$(grep '^ExecStart=' "$unit")" = "ExecStart=/usr/bin/ns-node run /var/lib/northstar" ]
+	! grep -q /usr/local "$unit"
+	for f in runit/northstar/run runit/northstar/finish runit/northstar/log/run \
+	    s6/northstar/run s6/northstar/finish s6/northstar/log/run; do
+		[ -x "$share/$f" ]
+		! grep -q /usr/local "$share/$f"
+	done
+	grep -q 'exec chpst -u northstar /usr/bin/ns-node run /var/lib/northstar' "$share/runit/northstar/run"
+	grep -q 'exec s6-setuidgid northstar /usr/bin/ns-node run /var/lib/northstar' "$share/s6/northstar/run"
+	run -0 "$T/dest/usr/bin/ns-node" --help
+	assert_match "ns-node run DIR"
+	run -0 "$T/dest/usr/bin/ns-node" --version
+	run -0 make -C "$ROOT" --no-print-directory uninstall DESTDIR="$T/dest" PREFIX=/usr
+	run -0 find "$T/dest" ! -type d
+	[ -z "$output" ]
+	[ ! -e "$T/dest/usr/share/northstar" ]
 }
 
 @test "service: runit's finish takes the service down after exit 1 or 2, not otherwise" {
