@@ -81,18 +81,40 @@ t/helpers/wsc: t/helpers/wsc.c $(LIB) $(COMMON_HDR)
 bench: deps all
 	@NS_BIN=$(CURDIR)/$(BINDIR_B) sh share/bench/run.sh
 
+# The service files name the installed ns-node and share directory: the
+# sources say /usr/local/bin/ and /usr/local/share/northstar/, which sed
+# turns into $(BINDIR)/ and $(SHAREDIR)/.
+SERVICE = northstar.service \
+          runit/northstar/run runit/northstar/finish runit/northstar/log/run \
+          s6/northstar/run s6/northstar/finish s6/northstar/log/run
+SERVICE_DIRS = runit/northstar/log runit/northstar runit \
+               s6/northstar/log s6/northstar s6
+DOCS = $(notdir $(wildcard share/doc/*))
+
 install: all
 	mkdir -p $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(SHAREDIR)/doc
 	cp -f $(BIN) $(DESTDIR)$(BINDIR)/
 	cp -f share/ns-node $(DESTDIR)$(BINDIR)/ns-node
 	chmod 755 $(DESTDIR)$(BINDIR)/ns-node
 	cp -f share/man/man1/*.1 $(DESTDIR)$(MANDIR)/man1/
-	cp -Rf share/doc share/service $(DESTDIR)$(SHAREDIR)/ 2>/dev/null || cp -Rf share/doc $(DESTDIR)$(SHAREDIR)/
+	cp -f $(DOCS:%=share/doc/%) $(DESTDIR)$(SHAREDIR)/doc/
+	@set -e; for f in $(SERVICE); do \
+		d="$(DESTDIR)$(SHAREDIR)/service/$$f"; \
+		mkdir -p "$$(dirname "$$d")"; \
+		sed -e 's|/usr/local/bin/|$(BINDIR)/|g' \
+		    -e 's|/usr/local/share/northstar/|$(SHAREDIR)/|g' \
+		    "share/service/$$f" >"$$d"; \
+		if [ -x "share/service/$$f" ]; then chmod 755 "$$d"; else chmod 644 "$$d"; fi; \
+		echo "sed ... share/service/$$f >$$d"; \
+	done
 
 uninstall:
-	cd $(DESTDIR)$(BINDIR) && rm -f $(PROGS) ns-node
-	cd $(DESTDIR)$(MANDIR)/man1 && rm -f $(PROGS:%=%.1) ns-node.1
-	rm -rf $(DESTDIR)$(SHAREDIR)
+	rm -f $(PROGS:%=$(DESTDIR)$(BINDIR)/%) $(DESTDIR)$(BINDIR)/ns-node
+	rm -f $(PROGS:%=$(DESTDIR)$(MANDIR)/man1/%.1) $(DESTDIR)$(MANDIR)/man1/ns-node.1
+	rm -f $(DOCS:%=$(DESTDIR)$(SHAREDIR)/doc/%)
+	rm -f $(SERVICE:%=$(DESTDIR)$(SHAREDIR)/service/%)
+	-rmdir $(SERVICE_DIRS:%=$(DESTDIR)$(SHAREDIR)/service/%) \
+	    $(DESTDIR)$(SHAREDIR)/service $(DESTDIR)$(SHAREDIR)/doc $(DESTDIR)$(SHAREDIR)
 
 clean:
 	rm -rf obj obj-san bin bin-san

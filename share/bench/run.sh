@@ -103,7 +103,7 @@ node_start() {
 }
 
 stages_up() {
-	for s in serve verify beam log; do
+	for s in serve verify log beam; do
 		[ -s "$NODE_DIR/run/$s.pid" ] &&
 			kill -0 "$(cat "$NODE_DIR/run/$s.pid")" 2>/dev/null ||
 			return 1
@@ -174,7 +174,7 @@ pss_detail() {
 
 # CPU clock ticks used so far by each stage: "serve T verify T beam T log T".
 stage_ticks() {
-	for s in serve verify beam log; do
+	for s in serve verify log beam; do
 		p=$(cat "$NODE_DIR/run/$s.pid")
 		printf '%s %s ' "$s" "$(awk '{ print $14 + $15 }' \
 		    "/proc/$p/stat" 2>/dev/null || echo 0)"
