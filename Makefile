@@ -78,7 +78,7 @@ testhelpers: t/helpers/wsc
 t/helpers/wsc: t/helpers/wsc.c $(LIB) $(COMMON_HDR)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ t/helpers/wsc.c $(LIB) $(LDLIBS)
 
-bench: deps all
+bench: deps all testhelpers
 	@NS_BIN=$(CURDIR)/$(BINDIR_B) sh share/bench/run.sh
 
 # The service files name the installed ns-node and share directory: the

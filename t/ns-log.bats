@@ -973,3 +973,15 @@ line() {
 	line 2 ". == {unsub:7,space:\"$CH\"}"
 	line 3 '.to == 7 and .r == 3 and .msg.id == 3'
 }
+
+@test "ns-log: deleting a beam no space refers to marks nothing deleted" {
+	make_spaces
+	beam=$(mkbeam "$AK" '{"type":"beam","title":"never beamed"}')
+	P=$(bpath_of "$beam")
+	run -0 bus < <(jq -nc --arg d "$A" --argjson t "$(tomb "$AK" "$P")" \
+		'{m:"beam.delete",c:7,r:1,did:$d,role:"client",id:1,p:{event:$t}}')
+	line 0 '.m == "beam.bury" and .p.spaces == []'
+	# ns-beam answers not_found for it; the beam may still be beamed
+	run -0 bus <<<"$(sbeam "$A" 2 "$(refto "$AK" "$CH" "$P")" "$beam")"
+	line 0 '.m == "beam.store" and .p.result.seq == 2'
+}

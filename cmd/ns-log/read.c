@@ -268,9 +268,8 @@ handle_beam_get(struct log *L, const struct bus_req *r, struct buf *out)
 		bus_error(out, r, E_PARAMS, "beam is not a beam path");
 		return;
 	}
-	if (r->did && r->role && strcmp(r->role, "client") == 0 &&
-	    beam_path_ok(path, r->did) == 0)
-		ok = 1;
+	if (r->did && beam_path_ok(path, r->did) == 0)
+		ok = 1;		/* its author */
 	for (rc = ok ? 0 : q(L, S_REF_SPACES, "t", path); rc == 1;
 	    rc = step(L, S_REF_SPACES)) {
 		snprintf(sid, sizeof(sid), "%s", col(L, S_REF_SPACES, 0));

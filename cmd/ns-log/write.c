@@ -455,20 +455,24 @@ handle_beam_delete(struct log *L, const struct bus_req *r, int unchecked,
 	sent = gone_of(L, beam, &err);
 	if (err)
 		goto internal;
-	if (!jv_is_valid(sent)) {
-		jv_free(sent);
-		sent = jv_copy(t);
+	for (rc = q(L, S_REF_AUTHOR, "tt", beam, author); rc == 1;
+	    rc = step(L, S_REF_AUTHOR))
+		ids = jv_array_append(ids, jv_string(col(L, S_REF_AUTHOR, 0)));
+	if (rc < 0)
+		goto internal;
+	/* a beam no space refers to is ns-beam's alone to answer for: it
+	 * may not exist at all, and then nothing is marked deleted */
+	if (!jv_is_valid(sent) && jv_array_length(jv_copy(ids)) > 0) {
 		buf_reset(&L->scratch);
 		if (canon_dump(t, NULL, &L->scratch) != 0 ||
 		    q(L, S_GONE_INS, "ttb", beam, author, L->scratch.p,
 		    (int)L->scratch.len) < 0)
 			goto internal;
 	}
-	for (rc = q(L, S_REF_AUTHOR, "tt", beam, author); rc == 1;
-	    rc = step(L, S_REF_AUTHOR))
-		ids = jv_array_append(ids, jv_string(col(L, S_REF_AUTHOR, 0)));
-	if (rc < 0)
-		goto internal;
+	if (!jv_is_valid(sent)) {
+		jv_free(sent);
+		sent = jv_copy(t);
+	}
 	jv_array_foreach(ids, i, id) {
 		const char *sid = jv_string_value(id);
 

@@ -68,6 +68,7 @@ dial(const char *url, const char *expect)
 
 	memset(&tmp, 0, sizeof(tmp));
 	tmp.url = (char *)url;
+	tmp.expect = (char *)expect;
 	if (n_outbound >= max_conn) {
 		emit_conn_fail(&tmp, "too many connections");
 		goto out;

@@ -451,6 +451,46 @@ for n in $SUBS; do
 done
 node_stop
 
+# --- fairness ---------------------------------------------------------------
+
+# One user floods from 4 connections, 1000 requests each all sent at once
+# (history pages of 100 envelopes); meanwhile another user's requests, one
+# at a time, must still be answered quickly.
+echo
+echo "fairness: one DID floods from 4 connections; another's requests one at a time"
+WSC=$root/t/helpers/wsc
+node_start fair
+NS_KEY=$tmp/k ns-client create channel fair >/dev/null
+FSPACE=$(NS_KEY=$tmp/k ns-client info "channel/$(jq -r '.did | ltrimstr("did:key:")' "$tmp/k")/fair" | jq -r .id)
+seq 1 100 | sed 's/.*/{"n":&}/' | NS_KEY=$tmp/k ns-client beam "$FSPACE" >/dev/null
+ns-keygen -o "$tmp/k2" >/dev/null
+for c in 1 2 3 4; do
+	seq 1 1000 | awk -v s="$FSPACE" '{ printf "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"space.history\",\"params\":{\"space\":\"%s\",\"limit\":1000}}\n", $1, s }' >"$tmp/flood.$c"
+	timeout -k 5 120 "$WSC" -p "$PORT" -k "$tmp/k" --count 1002 --timeout 100 \
+	    <"$tmp/flood.$c" >"$tmp/flood.$c.out" 2>/dev/null &
+	echo $! >>"$tmp/bg"
+done
+sleep 0.2
+seq 1 300 | awk -v s="$FSPACE" '{ printf "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"space.info\",\"params\":{\"space\":\"%s\"}}\n", $1, s }' |
+    timeout -k 5 120 "$WSC" -p "$PORT" -k "$tmp/k2" --rtt --timeout 100 >"$tmp/rtt" 2>/dev/null || true
+busy=0 pages=0
+for c in 1 2 3 4; do
+	wait "$(sed -n "${c}p" "$tmp/bg")" 2>/dev/null || true
+	pages=$((pages + $(jq -s '[.[] | select(.result.envelopes)] | length' "$tmp/flood.$c.out")))
+	busy=$((busy + $(jq -s '[.[] | select(.error.data.reason == "busy")] | length' "$tmp/flood.$c.out")))
+done
+: >"$tmp/bg"
+fp50=$(jq -s '[.[] | select(.wsc == "rtt") | .ms] | sort | .[length / 2 | floor]' "$tmp/rtt")
+fp99=$(jq -s '[.[] | select(.wsc == "rtt") | .ms] | sort | .[(length * 99 / 100 | floor) - 1]' "$tmp/rtt")
+n_rtt=$(jq -s '[.[] | select(.wsc == "rtt")] | length' "$tmp/rtt")
+echo "fairness: the other user's requests p50 $fp50 ms, p99 $fp99 ms ($n_rtt answered); flood: $pages pages served, $busy answered busy"
+if [ "$n_rtt" != 300 ] || [ $((pages + busy)) != 4000 ]; then
+	say "    TROUBLE: $n_rtt of 300 requests answered; $((pages + busy)) of 4000 flooding requests answered"
+	trouble=1
+fi
+sum_line "fairness, other user while one floods" "p50 $fp50 ms, p99 $fp99 ms" "[goal p99 < 100 ms] $(goal_lt "$fp99" 100)"
+node_stop
+
 echo
 echo "summary (ratios to this run's raw libsodium rates; goals in brackets):"
 cat "$summary"
