@@ -769,18 +769,27 @@ EOF2
 
 @test "ns-serve: one DID over --max-did-inflight is answered busy with a retry hint" {
 	start_serve a --max-inflight 2 --max-did-inflight 3
-	printf '%s\n' '{"jsonrpc":"2.0","id":1,"method":"space.info","params":{}}' \
-	    '{"jsonrpc":"2.0","id":2,"method":"space.info","params":{}}' >two
-	"$WSC" -p "$PORT" -k "$ALICE_KEY" --timeout 20 --count 9 <two >c1.out 2>c1.err 3>&- 5>&- 6>&- &
+	req() {	# the space.info requests with the ids given
+		for i in "$@"; do
+			printf '{"jsonrpc":"2.0","id":%d,"method":"space.info","params":{}}\n' "$i"
+		done
+	}
+	# alone on the node, alice is held back only per connection
+	req 1 2 | "$WSC" -p "$PORT" -k "$ALICE_KEY" --timeout 20 --count 9 >c0.out 2>c0.err 3>&- 5>&- 6>&- &
 	PIDS+=("$!")
 	wait_until 5 has_line a.out '.m == "space.info" and .id == 2'
-	run -0 "$WSC" -p "$PORT" -k "$ALICE_KEY" --count 3 <two
-	assert_jq '.id == 2 and .error.code == -32008 and .error.data.reason == "busy" and .error.data.retryAfter > 0' "${lines[2]}"
-	[ "$(count_lines a.out '.m == "space.info"')" -eq 3 ]
-	# another user is not held back
-	"$WSC" -p "$PORT" -k "$BOB_KEY" --timeout 20 --count 9 <two >c3.out 2>c3.err 3>&- 5>&- 6>&- &
+	req 3 4 | "$WSC" -p "$PORT" -k "$ALICE_KEY" --timeout 20 --count 9 >c1.out 2>c1.err 3>&- 5>&- 6>&- &
 	PIDS+=("$!")
-	wait_until 5 has_line a.out ".m == \"space.info\" and .did == \"$(jq -r .did "$BOB_KEY")\""
+	wait_until 5 has_line a.out '.m == "space.info" and .id == 4'
+	# once carol uses the node too, alice gets her share and no more
+	req 9 | "$WSC" -p "$PORT" -k "$CAROL_KEY" --timeout 20 --count 9 >c9.out 2>c9.err 3>&- 5>&- 6>&- &
+	PIDS+=("$!")
+	wait_until 5 has_line a.out ".m == \"space.info\" and .did == \"$CAROL_DID\""
+	run -0 "$WSC" -p "$PORT" -k "$ALICE_KEY" --count 4 < <(req 5 6)
+	assert_jq '.id == 5 and .error.code == -32008 and .error.data.reason == "busy" and .error.data.retryAfter > 0' "${lines[2]}"
+	assert_jq '.id == 6 and .error.data.reason == "busy"' "${lines[3]}"
+	[ "$(count_lines a.out '.m == "space.info"')" -eq 5 ]
+	! grep -q busy c0.out c1.out c9.out
 }
 
 @test "ns-serve: a request the node never finishes is answered internal after --request-timeout" {

@@ -23,6 +23,12 @@ static size_t idtab_mask;
 static struct acct **acctab;
 static size_t acctab_mask, n_accts;
 static struct buf scratch = BUF_INIT;
+/* The two DIDs whose requests came last, and when: enough to tell
+ * whether a DID has the node to itself. */
+static struct {
+	char did[DIDKEY_MAX];
+	int64_t at;
+} recent[2];
 static struct buf wbuf = BUF_INIT;	/* LWS_PRE, then frames to write */
 static int64_t next_r = 1;
 
@@ -359,6 +365,36 @@ acct_maybe_free(struct acct *a)
 			n_accts--;
 			return;
 		}
+}
+
+/* a sent a request now: note it among the recent DIDs. */
+void
+acct_active(struct acct *a, int64_t now)
+{
+	if (strcmp(recent[0].did, a->did) == 0) {
+		recent[0].at = now;
+		return;
+	}
+	recent[1] = recent[0];
+	snprintf(recent[0].did, sizeof(recent[0].did), "%s", a->did);
+	recent[0].at = now;
+}
+
+/*
+ * Whether another DID than a's has asked the node for something in the
+ * last second (or has a request in it): then a gets only its share,
+ * max_did_inflight, and the rest is answered busy.  Alone, a DID is held
+ * back only by its connections' own limits, so one user's bulk work runs
+ * at full speed on an otherwise idle node.
+ */
+int
+acct_contended(const struct acct *a, int64_t now)
+{
+	for (int i = 0; i < 2; i++)
+		if (recent[i].did[0] && strcmp(recent[i].did, a->did) != 0 &&
+		    now - recent[i].at < 1000)
+			return 1;
+	return 0;
 }
 
 size_t

@@ -35,7 +35,7 @@ char *address;
 size_t max_conn = 1024;
 size_t max_msg = 1 << 20;
 size_t max_queue = 4 << 20;
-size_t max_inflight = 32;
+size_t max_inflight = 64;
 size_t max_did_inflight = 64;
 size_t max_did_conn = 32;
 size_t line_max;
@@ -81,9 +81,10 @@ usage(int status)
 	    "      --max-msg BYTES       largest incoming message (default 1048576)\n"
 	    "      --max-queue BYTES     unsent bytes per connection (default 4194304)\n"
 	    "      --max-inflight N      requests one connection may have in the node;\n"
-	    "                            reading it pauses at the limit (default 32)\n"
+	    "                            reading it pauses at the limit (default 64)\n"
 	    "      --max-did-inflight N  requests one DID may have in the node over all\n"
-	    "                            its connections; more are answered busy (default 64)\n"
+	    "                            its connections while others use the node too;\n"
+	    "                            more are answered busy (default 64)\n"
 	    "      --max-did-conn N      connections per logged-in DID (default 32)\n"
 	    "      --request-timeout SEC answer internal for a request the node has not\n"
 	    "                            finished by then (default 60)\n"

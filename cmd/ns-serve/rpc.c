@@ -341,8 +341,12 @@ handle_msg(struct conn *c, const char *p, size_t len)
 			    "at most 256 subscriptions per connection");
 		goto out;
 	}
-	/* one DID may not fill the node, however many connections it has */
-	if (c->acct && c->acct->inflight >= max_did_inflight) {
+	/* one DID may not fill a node others are waiting on, however many
+	 * connections it has */
+	if (c->acct)
+		acct_active(c->acct, now_ms());
+	if (c->acct && c->acct->inflight >= max_did_inflight &&
+	    acct_contended(c->acct, now_ms())) {
 		if (has_id)
 			send_error_data(c, jv_copy(id), E_BUSY, "too many "
 			    "requests in progress for this DID; retry later",

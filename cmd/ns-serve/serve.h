@@ -170,6 +170,8 @@ int infl_full(const struct conn *c);
 struct acct *acct_get(const char *did);
 void acct_release(struct conn *c);
 size_t acct_count(void);
+void acct_active(struct acct *a, int64_t now);
+int acct_contended(const struct acct *a, int64_t now);
 void conn_stats(size_t *clients, size_t *nodes, size_t *subs, size_t *infl);
 int conn_answer_ok(struct conn *c, int64_t r);
 void conn_free_buffers(void);

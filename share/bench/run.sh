@@ -83,6 +83,8 @@ node_pids() {
 # NODE_DIR, NODE_PID, NODE_DID, PORT.
 node_start() {
 	NODE_DIR=$tmp/$1
+	# the fan-out's subscribers all log in with one key: let them
+	NS_MAX_DID_CONN=${NS_MAX_DID_CONN:-2048} \
 	NS_LISTEN=127.0.0.1:0 NS_ADDRESS='' sh "$root/share/ns-node" init \
 	    "$NODE_DIR" >/dev/null || die "ns-node init failed"
 	sh "$root/share/ns-node" run "$NODE_DIR" >"$NODE_DIR/log" 2>&1 &
