@@ -55,11 +55,14 @@ static const char *const migrations[] = {
 	"  path TEXT NOT NULL,"
 	"  space TEXT NOT NULL,"
 	"  PRIMARY KEY (path, space)) WITHOUT ROWID;",
+	/* 2: copies of other nodes' beams fetched for readers here */
+	"ALTER TABLE beams ADD COLUMN cached INTEGER NOT NULL DEFAULT 0;",
 };
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
 enum {
-	Q_BEAM, Q_PUT, Q_UNPUT, Q_TOMB, Q_BURY, Q_REF, Q_REFS, Q_N
+	Q_BEAM, Q_PUT, Q_UNPUT, Q_TOMB, Q_BURY, Q_REF, Q_REFS,
+	Q_CACHE, Q_UNREF, Q_NREFS, Q_UNCACHE, Q_N
 };
 
 static const char *const queries[Q_N] = {
@@ -72,6 +75,11 @@ static const char *const queries[Q_N] = {
 	    "VALUES (?1, ?2, ?3)",
 	[Q_REF] = "INSERT OR IGNORE INTO refs (path, space) VALUES (?1, ?2)",
 	[Q_REFS] = "SELECT space FROM refs WHERE path = ?1 ORDER BY space",
+	[Q_CACHE] = "INSERT OR IGNORE INTO beams (path, author, ts, body, "
+	    "cached) VALUES (?1, ?2, ?3, ?4, 1)",
+	[Q_UNREF] = "DELETE FROM refs WHERE path = ?1 AND space = ?2",
+	[Q_NREFS] = "SELECT count(*) FROM refs WHERE path = ?1",
+	[Q_UNCACHE] = "DELETE FROM beams WHERE path = ?1 AND cached = 1",
 };
 
 struct store {
@@ -98,6 +106,9 @@ struct item {
 	int64_t conn, r;
 	jv id;                  /* owned */
 };
+
+static void fetch_start(struct store *s, struct buf *out, struct bus_req *r,
+    const char *path, const char *node, const char *address);
 
 static void
 usage(int status)
@@ -180,7 +191,8 @@ store_open(struct store *s, int rw, int sync_full)
 		die("%s", err);
 	for (int i = 0; i < Q_N; i++) {
 		if (!rw && (i == Q_PUT || i == Q_UNPUT || i == Q_BURY ||
-		    i == Q_REF))
+		    i == Q_REF || i == Q_CACHE || i == Q_UNREF ||
+		    i == Q_UNCACHE))
 			continue;
 		if (db_prepare(s->db, &s->q[i], queries[i]) != 0)
 			die("%s: %s", s->path, sqlite3_errmsg(s->db));
@@ -474,12 +486,16 @@ bus_beam_store(struct store *s, struct buf *out, struct bus_req *r)
 	jv result = jsonl_get(r->params, "result");
 	jv tomb = jv_invalid();
 	struct verdict v;
-	const char *space = jsonl_str(result, "space");
+	int hold = jsonl_kind(r->params, "hold") == JV_KIND_TRUE;
+	const char *space = hold ? cstr(r->params, "space") :
+	    cstr(result, "space");
 	char path[PATH_LEN + 1];
 	int rc = 0;
 
-	if (jv_get_kind(beam) != JV_KIND_OBJECT ||
-	    jv_get_kind(result) != JV_KIND_OBJECT || !space) {
+	/* hold: kept while another node's space decides on its ref; ns-log
+	 * answers then, and sends beam.drop if the ref is refused */
+	if (jv_get_kind(beam) != JV_KIND_OBJECT || !space ||
+	    (!hold && jv_get_kind(result) != JV_KIND_OBJECT)) {
 		bus_error(out, r, E_INTERNAL, "beam.store without a beam and "
 		    "a result");
 		goto out;
@@ -504,6 +520,8 @@ bus_beam_store(struct store *s, struct buf *out, struct bus_req *r)
 		rc = -1;
 		goto out;
 	}
+	if (hold)
+		goto out;
 	bus_result(out, r, result);
 	result = jv_invalid();
 out:
@@ -538,6 +556,14 @@ bus_beam_read(struct store *s, struct buf *out, struct bus_req *r)
 	if ((rc = lookup(s, Q_BEAM, path)) < 0)
 		return -1;
 	if (rc == 0) {
+		const char *node = cstr(r->params, "node");
+		const char *address = cstr(r->params, "address");
+
+		/* stored on the node its ref names: fetched from there */
+		if (node && address && !streq(node, s->node)) {
+			fetch_start(s, out, r, path, node, address);
+			return 0;
+		}
 		bus_error(out, r, E_NOT_FOUND, "no such beam on this node");
 		return 0;
 	}
@@ -601,6 +627,286 @@ out:
 	jv_free(res);
 	jv_free(sent);
 	return rc;
+}
+
+/* beam.drop {"beam","space"}: another node's space refused the ref of a
+ * beam held for it.  The beam goes unless another space refers to it. */
+static int
+bus_beam_drop(struct store *s, struct buf *out, struct bus_req *r)
+{
+	const char *path = cstr(r->params, "beam");
+	const char *space = cstr(r->params, "space");
+	sqlite3_stmt *st = s->q[Q_NREFS];
+	int64_t left = 0;
+	int rc;
+
+	if (!path_ok(path) || !space) {
+		bus_done(out, r);
+		return 0;
+	}
+	bind_text(s->q[Q_UNREF], 1, path, PATH_LEN);
+	bind_text(s->q[Q_UNREF], 2, space, strlen(space));
+	if (run(s, s->q[Q_UNREF]) != 0)
+		return -1;
+	bind_text(st, 1, path, PATH_LEN);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		left = sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	if (rc != SQLITE_ROW) {
+		dberr(s);
+		return -1;
+	}
+	if (left == 0) {
+		bind_text(s->q[Q_UNPUT], 1, path, PATH_LEN);
+		if (run(s, s->q[Q_UNPUT]) != 0)
+			return -1;
+	}
+	bus_done(out, r);
+	return 0;
+}
+
+/* beam.uncache {"beam","tombstone"}: a space took the beam's tombstone.
+ * A copy fetched from another node goes; the tombstone answers reads. */
+static int
+bus_beam_uncache(struct store *s, struct buf *out, struct bus_req *r)
+{
+	const char *path = cstr(r->params, "beam");
+	jv t = jsonl_get(r->params, "tombstone");
+	const char *author = cstr(t, "author");
+	int rc = 0;
+
+	if (!path_ok(path) || !author || jv_get_kind(t) != JV_KIND_OBJECT)
+		goto out;
+	bind_text(s->q[Q_UNCACHE], 1, path, PATH_LEN);
+	if (run(s, s->q[Q_UNCACHE]) != 0) {
+		rc = -1;
+		goto out;
+	}
+	buf_reset(&s->canon);
+	if (canon_dump(t, NULL, &s->canon) != 0)
+		goto out;
+	bind_text(s->q[Q_BURY], 1, path, PATH_LEN);
+	bind_text(s->q[Q_BURY], 2, author, strlen(author));
+	bind_text(s->q[Q_BURY], 3, s->canon.p, s->canon.len);
+	if (run(s, s->q[Q_BURY]) != 0)
+		rc = -1;
+out:
+	jv_free(t);
+	bus_done(out, r);
+	return rc;
+}
+
+/* ---- beams of other nodes ---- */
+
+#define FETCH_MS 10000		/* the storing node has this long */
+
+/* A read waiting for the node that stores the beam. */
+struct fetch {
+	struct fetch *next;
+	char id[48];
+	int64_t conn, r;
+	jv rid;
+	char path[PATH_LEN + 1];
+	char node[DIDKEY_MAX];
+	int64_t deadline;
+};
+
+static struct fetch *fetches;
+static unsigned long fetch_seq;
+static int64_t fetch_epoch;
+
+static struct bus_req
+fetch_req(const struct fetch *f)
+{
+	struct bus_req r = {
+		.line = jv_invalid(), .conn = f->conn, .r = f->r,
+		.id = f->rid, .params = jv_invalid(),
+	};
+	return r;
+}
+
+static void
+fetch_free(struct fetch *f)
+{
+	jv_free(f->rid);
+	free(f);
+}
+
+static struct fetch *
+fetch_take(const char *id)
+{
+	struct fetch **pp, *f;
+
+	for (pp = &fetches; (f = *pp); pp = &f->next)
+		if (strcmp(f->id, id) == 0) {
+			*pp = f->next;
+			return f;
+		}
+	return NULL;
+}
+
+/* Ask node, at address, for the beam at path on behalf of r. */
+static void
+fetch_start(struct store *s, struct buf *out, struct bus_req *r,
+    const char *path, const char *node, const char *address)
+{
+	struct fetch *f = xcalloc(1, sizeof(*f));
+
+	(void)s;
+	if (!fetch_epoch)
+		fetch_epoch = jsonl_now_ms();
+	snprintf(f->id, sizeof(f->id), "beam:%lld.%lu", (long long)fetch_epoch,
+	    ++fetch_seq);
+	f->conn = r->conn;
+	f->r = r->r;
+	f->rid = jv_copy(r->id);
+	snprintf(f->path, sizeof(f->path), "%s", path);
+	snprintf(f->node, sizeof(f->node), "%s", node);
+	f->deadline = jsonl_now_ms() + FETCH_MS;
+	f->next = fetches;
+	fetches = f;
+	buf_adds(out, "{\"m\":\"peer.send\",\"p\":{\"node\":");
+	bus_json(out, jv_string(node));
+	buf_adds(out, ",\"address\":");
+	bus_json(out, jv_string(address));
+	buf_addf(out, ",\"msg\":{\"id\":\"%s\",\"jsonrpc\":\"2.0\","
+	    "\"method\":\"beam.get\",\"params\":{\"beam\":\"%s\"}}}}\n",
+	    f->id, path);
+}
+
+/* A beam or tombstone (borrowed) another node sent for path: it must be
+ * the one the path names, signed by its author.  0 or -1. */
+static int
+fetched_ok(struct store *s, jv obj, const char *path, int tomb)
+{
+	char id[HASH_ID_LEN + 1], ah[HASH_ID_LEN + 1];
+	const char *author = cstr(obj, "author"), *why;
+
+	if (jv_get_kind(obj) != JV_KIND_OBJECT || !author)
+		return -1;
+	hash_id(author, strlen(author), ah);
+	if (memcmp(ah, path + 5, HASH_ID_LEN) != 0)
+		return -1;
+	if (sig_verify(obj, &s->scratch, &why) != 0)
+		return -1;
+	if (tomb)
+		return streq(cstr(obj, "type"), "beam.tombstone") &&
+		    streq(cstr(obj, "beam"), path) ? 0 : -1;
+	buf_reset(&s->canon);
+	if (canon_dump(obj, NULL, &s->canon) != 0 || s->canon.len > BEAM_MAX)
+		return -1;
+	hash_id(s->canon.p, s->canon.len, id);
+	return memcmp(id, path + PATH_ID, HASH_ID_LEN) == 0 ? 0 : -1;
+}
+
+/* rpc.response to one of our beam.get requests (the response in r's
+ * params): check what came, keep a copy, answer the reader. */
+static int
+bus_fetched(struct store *s, struct buf *out, struct bus_req *r)
+{
+	const char *id = cstr(r->params, "id");
+	jv result = jsonl_get(r->params, "result");
+	jv err = jsonl_get(r->params, "error"), data = jsonl_get(err, "data");
+	jv beam = jsonl_get(result, "beam"), t = jsonl_get(data, "tombstone");
+	struct fetch *f = id ? fetch_take(id) : NULL;
+	struct bus_req q;
+	int rc = 0;
+
+	bus_done(out, r);
+	if (!f)
+		goto out;
+	q = fetch_req(f);
+	if (!r->did || strcmp(r->did, f->node) != 0) {
+		bus_error(&*out, &q, E_INTERNAL, "the answer came from another "
+		    "node");
+		goto out;
+	}
+	if (jv_get_kind(beam) == JV_KIND_OBJECT) {
+		if (fetched_ok(s, beam, f->path, 0) != 0) {
+			bus_error(out, &q, E_INTERNAL, "the storing node sent a "
+			    "beam that does not match its path");
+			goto out;
+		}
+		bind_text(s->q[Q_CACHE], 1, f->path, PATH_LEN);
+		bind_text(s->q[Q_CACHE], 2, cstr(beam, "author"),
+		    strlen(cstr(beam, "author")));
+		int64_t ts = 0;
+		jsonl_int(beam, "ts", &ts);
+		sqlite3_bind_int64(s->q[Q_CACHE], 3, ts);
+		bind_text(s->q[Q_CACHE], 4, s->canon.p, s->canon.len);
+		if (run(s, s->q[Q_CACHE]) != 0) {
+			rc = -1;
+			goto out;
+		}
+		bus_result(out, &q, jv_object_set(jv_object(),
+		    jv_string("beam"), jv_copy(beam)));
+		goto out;
+	}
+	if (jv_get_kind(t) == JV_KIND_OBJECT && fetched_ok(s, t, f->path,
+	    1) == 0) {
+		const char *author = cstr(t, "author");
+		buf_reset(&s->canon);
+		canon_dump(t, NULL, &s->canon);
+		bind_text(s->q[Q_BURY], 1, f->path, PATH_LEN);
+		bind_text(s->q[Q_BURY], 2, author, strlen(author));
+		bind_text(s->q[Q_BURY], 3, s->canon.p, s->canon.len);
+		if (run(s, s->q[Q_BURY]) != 0) {
+			rc = -1;
+			goto out;
+		}
+		bus_error_data(out, &q, E_GONE, "the beam was deleted",
+		    jv_object_set(jv_object(), jv_string("tombstone"),
+		    jv_copy(t)));
+		goto out;
+	}
+	bus_error(out, &q, E_NOT_FOUND, "the node that stores the beam does "
+	    "not have it, or does not let this node read it");
+out:
+	if (f)
+		fetch_free(f);
+	jv_free(result);
+	jv_free(err);
+	jv_free(data);
+	jv_free(beam);
+	jv_free(t);
+	return rc;
+}
+
+/* peer.fail for one of our requests: the storing node is unreachable. */
+static void
+fetch_failed(struct buf *out, const char *id, const char *why)
+{
+	struct fetch *f = fetch_take(id);
+	struct bus_req q;
+	char msg[160];
+
+	if (!f)
+		return;
+	q = fetch_req(f);
+	snprintf(msg, sizeof(msg), "the node that stores the beam could not be "
+	    "reached: %.80s", why ? why : "no link");
+	bus_error(out, &q, E_UNREACHABLE, msg);
+	fetch_free(f);
+}
+
+static void
+fetch_tick(struct buf *out, int64_t now)
+{
+	struct fetch **pp = &fetches, *f;
+
+	while ((f = *pp)) {
+		if (f->deadline > now) {
+			pp = &f->next;
+			continue;
+		}
+		*pp = f->next;
+		struct bus_req q = fetch_req(f);
+		bus_error(out, &q, E_UNREACHABLE, "the node that stores the "
+		    "beam did not answer in time");
+		fetch_free(f);
+	}
 }
 
 /* Write n bytes to stdout, dying on failure. */
@@ -667,7 +973,24 @@ run_bus(struct store *s, size_t batch)
 				handle = bus_beam_read;
 			else if (bus_is(p, len, "beam.bury"))
 				handle = bus_beam_bury;
-			else {
+			else if (bus_is(p, len, "beam.drop"))
+				handle = bus_beam_drop;
+			else if (bus_is(p, len, "beam.uncache"))
+				handle = bus_beam_uncache;
+			else if (bus_is(p, len, "rpc.response") &&
+			    memmem(p, len, "\"id\":\"beam:", 12))
+				handle = bus_fetched;
+			else if (bus_is(p, len, "peer.fail") &&
+			    memmem(p, len, "\"id\":\"beam:", 12)) {
+				if (bus_parse(p, len, &req) == 0) {
+					fetch_failed(&out, cstr(req.params, "id"),
+					    cstr(req.params, "reason"));
+					bus_req_free(&req);
+				}
+				continue;
+			} else {
+				if (bus_is(p, len, "tick"))
+					fetch_tick(&out, jsonl_now_ms());
 				buf_add(&out, p, len);
 				buf_addc(&out, '\n');
 				continue;

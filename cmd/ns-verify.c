@@ -202,6 +202,14 @@ check_bus(struct item *it, struct buf *scratch)
 	 * owns its method reports it */
 	if (bus_parse(it->text, it->len, &r) != 0)
 		return;
+	/* a node's answer carries its signed objects in its result */
+	if (strcmp(r.method, "rpc.response") == 0) {
+		jv result = jsonl_get(r.params, "result");
+
+		jv_free(r.params);
+		r.params = jv_get_kind(result) == JV_KIND_OBJECT ? result :
+		    (jv_free(result), jv_object());
+	}
 	jv ev = jsonl_get(r.params, "event");
 	if (jv_is_valid(ev)) {
 		const char *author;
@@ -247,8 +255,23 @@ check_bus(struct item *it, struct buf *scratch)
 bad:
 	it->bad = 1;
 	it->why = why;
-	/* a notification cannot be answered: it is dropped (reply "") */
+	/* a notification or a response cannot be answered: it is dropped,
+	 * and ns-serve told it is done */
+	if (strcmp(r.method, "rpc.response") == 0) {
+		jv_free(r.id);
+		r.id = jv_invalid();
+	}
 	bus_error(&reply, &r, e, why);
+	/* a node that sends forged or malformed objects is dropped a while
+	 * (ns-gossip) */
+	if (r.role && strcmp(r.role, "node") == 0 && r.did &&
+	    e != E_FORBIDDEN) {
+		buf_adds(&reply, "{\"m\":\"peer.bad\",\"p\":{\"node\":");
+		bus_json(&reply, jv_string(r.did));
+		buf_adds(&reply, ",\"reason\":");
+		bus_json(&reply, jv_string(why ? why : "bad object"));
+		buf_adds(&reply, "}}\n");
+	}
 	if (reply.len > 0)
 		reply.p[--reply.len] = '\0';    /* jsonl_write adds the '\n' */
 	it->reply = reply.p ? reply.p : xstrdup("");

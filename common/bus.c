@@ -115,20 +115,20 @@ bus_req_free(struct bus_req *r)
 	r->line = r->id = r->params = jv_invalid();
 }
 
-/* Append the canonical form of v (consumed) to out. */
-static void
-add_json(struct buf *out, jv v)
+void
+bus_json(struct buf *out, jv v)
 {
 	if (canon_dump(v, NULL, out) != 0)
 		buf_adds(out, "null");  /* only for values no parser made */
 	jv_free(v);
 }
 
+
 void
 bus_send(struct buf *out, int64_t conn, jv msg)
 {
 	buf_addf(out, "{\"to\":%lld,\"msg\":", (long long)conn);
-	add_json(out, msg);
+	bus_json(out, msg);
 	buf_adds(out, "}\n");
 }
 
@@ -136,9 +136,9 @@ void
 bus_publish(struct buf *out, const char *space, jv msg)
 {
 	buf_adds(out, "{\"pub\":");
-	add_json(out, jv_string(space));
+	bus_json(out, jv_string(space));
 	buf_adds(out, ",\"msg\":");
-	add_json(out, msg);
+	bus_json(out, msg);
 	buf_adds(out, "}\n");
 }
 
@@ -156,7 +156,7 @@ bus_subscribe(struct buf *out, int64_t conn, const char *space, int on)
 {
 	buf_addf(out, "{\"%s\":%lld,\"space\":", on ? "sub" : "unsub",
 	    (long long)conn);
-	add_json(out, jv_string(space));
+	bus_json(out, jv_string(space));
 	buf_adds(out, "}\n");
 }
 
@@ -165,7 +165,7 @@ bus_close(struct buf *out, int64_t conn, int code, const char *reason)
 {
 	buf_addf(out, "{\"close\":%lld,\"code\":%d,\"reason\":", (long long)conn,
 	    code);
-	add_json(out, jv_string(reason));
+	bus_json(out, jv_string(reason));
 	buf_adds(out, "}\n");
 }
 
@@ -191,7 +191,7 @@ answer(struct buf *out, const struct bus_req *r, jv msg)
 		buf_addf(out, ",\"r\":%lld", (long long)r->r);
 	if (jv_is_valid(r->id)) {
 		buf_adds(out, ",\"msg\":");
-		add_json(out, msg);
+		bus_json(out, msg);
 	} else
 		jv_free(msg);
 	buf_adds(out, "}\n");
@@ -256,24 +256,24 @@ bus_request(struct buf *out, const char *method, const struct bus_req *r,
     jv params)
 {
 	buf_adds(out, "{\"m\":");
-	add_json(out, jv_string(method));
+	bus_json(out, jv_string(method));
 	if (r && r->conn >= 0)
 		buf_addf(out, ",\"c\":%lld", (long long)r->conn);
 	if (r && r->conn >= 0 && r->r >= 0)
 		buf_addf(out, ",\"r\":%lld", (long long)r->r);
 	if (r && r->did) {
 		buf_adds(out, ",\"did\":");
-		add_json(out, jv_string(r->did));
+		bus_json(out, jv_string(r->did));
 	}
 	if (r && r->role) {
 		buf_adds(out, ",\"role\":");
-		add_json(out, jv_string(r->role));
+		bus_json(out, jv_string(r->role));
 	}
 	if (r && jv_is_valid(r->id)) {
 		buf_adds(out, ",\"id\":");
-		add_json(out, jv_copy(r->id));
+		bus_json(out, jv_copy(r->id));
 	}
 	buf_adds(out, ",\"p\":");
-	add_json(out, params);
+	bus_json(out, params);
 	buf_adds(out, "}\n");
 }

@@ -81,6 +81,9 @@ void bus_done(struct buf *out, const struct bus_req *r);
 int bus_err_code(enum bus_err e);
 const char *bus_err_reason(enum bus_err e);
 
+/* Append the canonical form of v (consumed) to out ("null" if v cannot be
+ * written, which no parsed value is). */
+void bus_json(struct buf *out, jv v);
 void bus_send(struct buf *out, int64_t conn, jv msg);
 void bus_publish(struct buf *out, const char *space, jv msg);
 /* A JSON-RPC notification object {"jsonrpc":"2.0","method","params"}. */

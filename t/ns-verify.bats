@@ -309,11 +309,15 @@ raw_sign() {
 		done
 	} | jq -c '.id = input_line_number' >"$BATS_TEST_TMPDIR/in"
 	run -0 --separate-stderr ns-verify --bus <"$BATS_TEST_TMPDIR/in"
-	[ "${#lines[@]}" -eq 4 ]
+	# each answered, and the node that sent it reported to ns-gossip
+	[ "${#lines[@]}" -eq 8 ]
 	assert_jq '.msg.id == 1 and .msg.error.data.reason == "bad_event"' "${lines[0]}"
-	assert_jq '.msg.id == 2 and .msg.error.data.reason == "bad_event"' "${lines[1]}"
-	assert_jq '.msg.id == 3 and .msg.error.data.reason == "bad_sig"' "${lines[2]}"
-	assert_jq '.msg.id == 4 and .msg.error.data.reason == "bad_sig"' "${lines[3]}"
+	assert_jq '.msg.id == 2 and .msg.error.data.reason == "bad_event"' "${lines[2]}"
+	assert_jq '.msg.id == 3 and .msg.error.data.reason == "bad_sig"' "${lines[4]}"
+	assert_jq '.msg.id == 4 and .msg.error.data.reason == "bad_sig"' "${lines[6]}"
+	for i in 1 3 5 7; do
+		assert_jq ".m == \"peer.bad\" and .p.node == \"$NODE_DID\"" "${lines[i]}"
+	done
 }
 
 @test "ns-verify: --bus: a node connection may submit only its own events, but by node.submit" {
@@ -345,10 +349,24 @@ raw_sign() {
 	e1=$(mkenv 1 null "${SIGNED/world/w0rld}")
 	n=$(jq -c --arg d "$NODE_DID" --argjson e "$e1" -n '{m:"node.broadcast",c:5,did:$d,role:"node",p:{envelope:$e}}')
 	run -0 --separate-stderr ns-verify --bus <<<"$n"
-	[ -z "$output" ]
+	assert_jq ".m == \"peer.bad\" and .p.node == \"$NODE_DID\""
+	# with ns-serve's number, it is ended without an answer
+	run -0 --separate-stderr ns-verify --bus <<<"$(jq -c '.r = 9' <<<"$n")"
+	[ "${lines[0]}" = '{"to":5,"r":9}' ]
 	r=$(jq -c --arg d "$NODE_DID" --argjson e "$e1" -n '{m:"node.sync",c:5,did:$d,role:"node",id:2,p:{envelopes:[$e]}}')
 	run -0 --separate-stderr ns-verify --bus <<<"$r"
-	assert_jq '.msg.error.data.reason == "bad_sig"'
+	assert_jq '.msg.error.data.reason == "bad_sig"' "${lines[0]}"
+	# a node's answer: the envelopes in its result are checked too
+	good=$(mkenv 1 null "$SIGNED")
+	for e in "$e1" "$good"; do
+		jq -c --arg d "$NODE_DID" --argjson e "$e" -n \
+		    '{m:"rpc.response",c:5,r:3,did:$d,role:"node",p:{id:"g:1",jsonrpc:"2.0",result:{envelopes:[$e]}}}'
+	done >"$BATS_TEST_TMPDIR/in"
+	run -0 --separate-stderr ns-verify --bus <"$BATS_TEST_TMPDIR/in"
+	[ "${#lines[@]}" -eq 3 ]
+	[ "${lines[0]}" = '{"to":5,"r":3}' ]
+	assert_jq '.m == "peer.bad"' "${lines[1]}"
+	[ "${lines[2]}" = "$(sed -n 2p "$BATS_TEST_TMPDIR/in")" ]
 }
 
 @test "ns-verify: usage" {

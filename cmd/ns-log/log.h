@@ -17,6 +17,7 @@
 #include "bus.h"
 #include "hash.h"
 #include "key.h"
+#include "tree.h"
 
 #define PROG "ns-log"
 #define BATCH_DEFAULT 512
@@ -61,6 +62,9 @@ enum stmt {
 	S_INV_GET, S_INV_INS, S_INV_DEL, S_INV_LIST,
 	S_REF_GET, S_REF_INS, S_REF_SPACES, S_REF_AUTHOR,
 	S_GONE_GET, S_GONE_INS,
+	S_REF_WHERE, S_REF_NODE, S_MEM_NODE_OF,
+	S_FOLLOW_GET, S_FOLLOW_PUT, S_FOLLOW_DEL, S_FOLLOWS, S_ENV_AT,
+	S_OWNED, S_FOLLOWED,
 	S_N
 };
 
@@ -78,6 +82,10 @@ struct space {
 	int64_t head;
 	char hash[HASH_ID_LEN + 1];     /* of envelope head; "" when head 0 */
 	int dirty;
+	/* its member nodes but the owner's, in tree order, once asked for */
+	struct tree_node *tn;
+	size_t ntn;
+	int tn_ok;
 };
 
 /* What check_event read from an event; strings point into the event. */
@@ -123,6 +131,7 @@ struct space *cache_add(struct log *L, const char *id, int type,
 struct space *space_find(struct log *L, const char *id, int *err);
 void space_set_head(struct log *L, struct space *sp, int64_t seq,
     const char *hash);
+void space_nodes_drop(struct space *sp);
 int flush_heads(struct log *L);
 
 /* rules.c */
@@ -143,13 +152,16 @@ int64_t append(struct log *L, struct space *sp, jv ev, const char *evid,
     int64_t now);
 
 /* write.c: the methods that carry events */
+enum { SEQ_NEW, SEQ_DUP, SEQ_REFUSED, SEQ_FAILED };
+int sequence(struct log *L, jv ev, const struct evinfo *ei, int64_t now,
+    struct space **spp, int64_t *seq, enum bus_err *e, const char **why);
+void publish(struct log *L, const struct space *sp, struct buf *out);
 void handle_event(struct log *L, const struct bus_req *r, const char *method,
     int unchecked, int64_t now, struct buf *out);
 void handle_space_beam(struct log *L, const struct bus_req *r,
     int unchecked, int64_t now, struct buf *out);
 void handle_beam_delete(struct log *L, const struct bus_req *r,
     int unchecked, int64_t now, struct buf *out);
-void add_json(struct buf *out, jv v);
 jv space_json(const struct space *sp);
 
 /* read.c */
@@ -170,6 +182,28 @@ void subs_recheck(struct log *L, struct space *sp, struct buf *out);
 void subs_restore(struct log *L, const struct bus_req *r, struct buf *out);
 void subs_end(struct buf *out, int64_t conn, const char *space,
     enum bus_err e, const char *message);
+
+/* fed.c: other nodes' spaces, and this node's for other nodes */
+int owns(const struct log *L, const struct space *sp);
+void gossip_push(struct log *L, struct space *sp, struct buf *out);
+void fed_follows(struct log *L, struct buf *out);
+int apply_envelope(struct log *L, jv env, const char *from, struct buf *out);
+void note_tombstone(struct log *L, jv t, const char *beam, const char *author,
+    struct buf *out);
+void handle_broadcast(struct log *L, const struct bus_req *r, struct buf *out);
+void handle_head(struct log *L, const struct bus_req *r, struct buf *out);
+int submit_remote(struct log *L, const struct bus_req *r, jv ev,
+    const struct evinfo *ei, struct space *sp, const char *beam,
+    struct buf *out);
+void handle_response(struct log *L, const struct bus_req *r, const char *line,
+    size_t len, struct buf *out);
+void handle_peer_fail(struct log *L, const char *line, size_t len,
+    const struct bus_req *r, struct buf *out);
+void fed_tick(struct log *L, int64_t now, struct buf *out);
+void fed_free(void);
+void handle_submit(struct log *L, const struct bus_req *r, int64_t now,
+    struct buf *out);
+void peer_bad(const char *did, const char *why, struct buf *out);
 
 /* report.c */
 int cmd_spaces(struct log *L);

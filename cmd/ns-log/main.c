@@ -28,13 +28,16 @@ enum method {
 	M_CREATE, M_JOIN, M_LEAVE, M_INVITE, M_REMOVE, M_RULES, M_APPEND,
 	M_BEAM, M_DELETE, M_GET,
 	M_HISTORY, M_MEMBERS, M_INFO, M_SUB, M_UNSUB, M_RESTORE,
+	M_SUBMIT, M_BROADCAST, M_HEAD, M_SYNC, M_RESPONSE, M_FAIL, M_FOLLOWS,
 };
 static const char *const methods[] = {
 	"space.create", "space.join", "space.leave", "space.invite",
 	"space.remove", "space.rules", "log.append",
 	"space.beam", "beam.delete", "beam.get",
 	"space.history", "space.members", "space.info", "subscribe",
-	"unsubscribe", "sub.restore", NULL,
+	"unsubscribe", "sub.restore",
+	"node.submit", "node.broadcast", "node.head", "node.sync",
+	"rpc.response", "peer.fail", "log.follows", NULL,
 };
 
 /* One line of a batch: where its output lies in the batch buffer, and for
@@ -132,9 +135,27 @@ watch(const char *p, size_t len)
 
 static void
 handle(struct log *L, const struct bus_req *r, int m, int unchecked,
-    int64_t now, struct buf *out)
+    int64_t now, const char *line, size_t len, struct buf *out)
 {
 	switch (m) {
+	case M_SUBMIT:
+		handle_submit(L, r, now, out);
+		break;
+	case M_BROADCAST:
+		handle_broadcast(L, r, out);
+		break;
+	case M_HEAD:
+		handle_head(L, r, out);
+		break;
+	case M_RESPONSE:
+		handle_response(L, r, line, len, out);
+		break;
+	case M_FAIL:
+		handle_peer_fail(L, line, len, r, out);
+		break;
+	case M_FOLLOWS:
+		fed_follows(L, out);
+		break;
 	case M_APPEND:
 		handle_event(L, r, NULL, unchecked, now, out);
 		break;
@@ -206,6 +227,8 @@ run_bus(struct log *L, size_t batch)
 			if ((m = owned(p, len)) < 0) {
 				if (bus_is_prefix(p, len, "conn."))
 					watch(p, len);
+				else if (bus_is(p, len, "tick"))
+					fed_tick(L, jsonl_now_ms(), &out);
 				buf_add(&out, p, len);
 				buf_addc(&out, '\n');
 				it->end = out.len;
@@ -233,7 +256,7 @@ run_bus(struct log *L, size_t batch)
 				now = jsonl_now_ms();
 			if (!L->failed)
 				handle(L, &r, m, !memmem(p, len, "\"sig\"", 5),
-				    now, &out);
+				    now, p, len, &out);
 			bus_req_free(&r);
 			it->end = out.len;
 		}
@@ -259,6 +282,7 @@ run_bus(struct log *L, size_t batch)
 	buf_free(&out);
 	free(items);
 	subs_clear();
+	fed_free();
 }
 
 int

@@ -128,7 +128,7 @@ answer_open(struct buf *out, const struct bus_req *r)
 	if (r->r >= 0)
 		buf_addf(out, ",\"r\":%lld", (long long)r->r);
 	buf_adds(out, ",\"msg\":{\"id\":");
-	add_json(out, jv_copy(r->id));
+	bus_json(out, jv_copy(r->id));
 	buf_adds(out, ",\"jsonrpc\":\"2.0\",\"result\":");
 	return 1;
 }
@@ -186,7 +186,7 @@ handle_history(struct log *L, const struct bus_req *r, struct buf *out)
 	else
 		buf_adds(out, "null");
 	buf_adds(out, ",\"space\":");
-	add_json(out, jv_string(sp->id));
+	bus_json(out, jv_string(sp->id));
 	buf_adds(out, "}}}\n");
 }
 
@@ -201,7 +201,7 @@ handle_read(struct log *L, const struct bus_req *r, int method,
 	jv res;
 
 	(void)method;
-	if (strcmp(m, "space.history") == 0) {
+	if (strcmp(m, "space.history") == 0 || strcmp(m, "node.sync") == 0) {
 		handle_history(L, r, out);
 	} else if (strcmp(m, "space.members") == 0) {
 		if (!(sp = read_space(L, r, 1, out)))
@@ -263,6 +263,7 @@ handle_beam_get(struct log *L, const struct bus_req *r, struct buf *out)
 	char sid[512];
 	struct space *sp;
 	int rc, err, ok = 0;
+	jv p;
 
 	if (!path || beam_path_ok(path, NULL) != 0) {
 		bus_error(out, r, E_PARAMS, "beam is not a beam path");
@@ -292,6 +293,17 @@ handle_beam_get(struct log *L, const struct bus_req *r, struct buf *out)
 		bus_error(out, r, E_NOT_FOUND, "no such beam on this node");
 		return;
 	}
-	bus_request(out, "beam.read", r, jv_object_set(jv_object(),
-	    jv_string("beam"), jv_string(path)));
+	p = jv_object_set(jv_object(), jv_string("beam"), jv_string(path));
+	/* where its refs say it is stored, if another node: ns-beam fetches
+	 * it from there when it holds no copy */
+	if ((rc = q(L, S_REF_WHERE, "t", path)) == 1) {
+		if (strcmp(col(L, S_REF_WHERE, 0), L->node) != 0) {
+			p = jv_object_set(p, jv_string("node"),
+			    jv_string(col(L, S_REF_WHERE, 0)));
+			p = jv_object_set(p, jv_string("address"),
+			    jv_string(col(L, S_REF_WHERE, 1)));
+		}
+		rst(L, S_REF_WHERE);
+	}
+	bus_request(out, "beam.read", r, p);
 }

@@ -186,6 +186,8 @@ verify_space(struct log *src, struct log *mem, const char *id)
 			else if ((seq == 1) != (ei.type == T_CREATE))
 				why = seq == 1 ? "seq 1 is not a space.create" :
 				    "space.create after seq 1";
+			else if (seq == 1 && strcmp(ei.node, owner) != 0)
+				why = "seq 1 is not signed by the node it names";
 			else if (!(msp = space_find(mem, id, &err)) &&
 			    (err || seq > 1))
 				why = "replay failed";

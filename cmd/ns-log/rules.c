@@ -313,14 +313,6 @@ check_event(struct log *L, jv ev, const char *pspace, int64_t now,
 			*why = "only the owner named in the space id may create it";
 			return -1;
 		}
-		if (strcmp(ei->node, L->node) != 0) {
-			*why = "node is not this node";
-			return -1;
-		}
-		if (L->address && strcmp(ei->address, L->address) != 0) {
-			*why = "address is not this node's address";
-			return -1;
-		}
 	}
 	return 0;
 }
@@ -418,13 +410,16 @@ apply(struct log *L, struct space **spp, const struct evinfo *ei)
 		sp->rules = ei->rules;
 		/* FALLTHROUGH */
 	case T_JOIN:
+		space_nodes_drop(sp);
 		return q(L, S_MEM_INS, "tttt", sp->id, ei->author, ei->node,
 		    ei->address) < 0 ? -1 : 0;
 	case T_LEAVE:
+		space_nodes_drop(sp);
 		return q(L, S_MEM_DEL, "tt", sp->id, ei->author) < 0 ? -1 : 0;
 	case T_INVITE:
 		return q(L, S_INV_INS, "tt", sp->id, ei->member) < 0 ? -1 : 0;
 	case T_REMOVE:
+		space_nodes_drop(sp);
 		if (q(L, S_MEM_DEL, "tt", sp->id, ei->member) < 0)
 			return -1;
 		return q(L, S_INV_DEL, "tt", sp->id, ei->member) < 0 ? -1 : 0;
@@ -435,8 +430,8 @@ apply(struct log *L, struct space **spp, const struct evinfo *ei)
 		sp->rules = ei->rules;
 		return 0;
 	case T_REF:
-		return q(L, S_REF_INS, "ttt", sp->id, ei->beam, ei->author) < 0 ?
-		    -1 : 0;
+		return q(L, S_REF_INS, "ttttt", sp->id, ei->beam, ei->author,
+		    ei->node, ei->address) < 0 ? -1 : 0;
 	case T_TOMB:
 		return 0;
 	}

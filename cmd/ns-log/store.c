@@ -47,14 +47,30 @@ static const char *const sqls[S_N] = {
 	[S_INV_LIST] = "SELECT did FROM invited WHERE space = ?1 ORDER BY rowid",
 	[S_REF_GET] = "SELECT 1 FROM refs WHERE space = ?1 AND beam = ?2 AND "
 	    "author = ?3",
-	[S_REF_INS] = "INSERT OR IGNORE INTO refs (space, beam, author) "
-	    "VALUES (?1, ?2, ?3)",
+	[S_REF_INS] = "INSERT OR IGNORE INTO refs (space, beam, author, node, "
+	    "address) VALUES (?1, ?2, ?3, ?4, ?5)",
 	[S_REF_SPACES] = "SELECT space FROM refs WHERE beam = ?1 ORDER BY space",
 	[S_REF_AUTHOR] = "SELECT space FROM refs WHERE beam = ?1 AND "
 	    "author = ?2 ORDER BY space",
 	[S_GONE_GET] = "SELECT tomb FROM gone WHERE beam = ?1",
 	[S_GONE_INS] = "INSERT OR IGNORE INTO gone (beam, author, tomb) "
 	    "VALUES (?1, ?2, ?3)",
+	[S_REF_WHERE] = "SELECT node, address FROM refs WHERE beam = ?1 AND "
+	    "node IS NOT NULL ORDER BY space LIMIT 1",
+	[S_REF_NODE] = "SELECT node FROM refs WHERE space = ?1 AND beam = ?2",
+	[S_MEM_NODE_OF] = "SELECT node FROM members WHERE space = ?1 AND did = ?2",
+	[S_FOLLOW_GET] = "SELECT node, address FROM follows WHERE space = ?1",
+	[S_FOLLOW_PUT] = "INSERT INTO follows (space, node, address) "
+	    "VALUES (?1, ?2, ?3) ON CONFLICT (space) DO UPDATE SET "
+	    "node = coalesce(excluded.node, node), address = excluded.address",
+	[S_FOLLOW_DEL] = "DELETE FROM follows WHERE space = ?1",
+	[S_FOLLOWS] = "SELECT f.space, f.node, f.address, coalesce(s.head, 0), "
+	    "coalesce(s.head_hash, '') FROM follows f LEFT JOIN spaces s "
+	    "ON s.id = f.space ORDER BY f.space",
+	[S_ENV_AT] = "SELECT hash, body FROM envelopes WHERE space = ?1 AND "
+	    "seq = ?2",
+	[S_OWNED] = "SELECT count(*) FROM spaces WHERE node = ?1",
+	[S_FOLLOWED] = "SELECT count(*) FROM follows",
 };
 
 const char *const migrations[] = {
@@ -111,6 +127,22 @@ const char *const migrations[] = {
 	"  FROM envelopes"
 	"  WHERE json_extract(body, '$.event.type') = 'beam.tombstone'"
 	"  ORDER BY space, seq;",
+	/* 3: federation: the spaces of other nodes this node follows (keeps
+	 * a replica of), and where each ref says its beam is stored */
+	"CREATE TABLE follows ("
+	"  space TEXT PRIMARY KEY NOT NULL,"
+	"  node TEXT,"
+	"  address TEXT NOT NULL"
+	") WITHOUT ROWID;"
+	"ALTER TABLE refs ADD COLUMN node TEXT;"
+	"ALTER TABLE refs ADD COLUMN address TEXT;"
+	"UPDATE refs SET node = x.node, address = x.address FROM ("
+	"  SELECT space, json_extract(body, '$.event.beam') AS beam,"
+	"    json_extract(body, '$.event.node') AS node,"
+	"    json_extract(body, '$.event.address') AS address"
+	"  FROM envelopes"
+	"  WHERE json_extract(body, '$.event.type') = 'beam.ref') AS x"
+	"  WHERE refs.space = x.space AND refs.beam = x.beam;",
 };
 const int nmigrations = (int)(sizeof(migrations) / sizeof(migrations[0]));
 
@@ -257,9 +289,21 @@ log_free(struct log *L)
 
 /* ---- the space cache ---- */
 
+void
+space_nodes_drop(struct space *sp)
+{
+	for (size_t i = 0; i < sp->ntn; i++)
+		free(sp->tn[i].address);
+	free(sp->tn);
+	sp->tn = NULL;
+	sp->ntn = 0;
+	sp->tn_ok = 0;
+}
+
 static void
 space_free(struct space *sp)
 {
+	space_nodes_drop(sp);
 	free(sp->id);
 	free(sp->owner);
 	free(sp->name);

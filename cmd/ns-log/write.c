@@ -15,14 +15,6 @@
 #include "log.h"
 #include "msg.h"
 
-void
-add_json(struct buf *out, jv v)
-{
-	if (canon_dump(v, NULL, out) != 0)
-		buf_adds(out, "null");
-	jv_free(v);
-}
-
 static jv
 space_address(const struct space *sp)
 {
@@ -64,19 +56,17 @@ event_result(const struct space *sp, const struct evinfo *ei, int64_t seq)
 
 /* The envelope just appended (its text is in L->body) to every
  * subscriber of sp. */
-static void
+void
 publish(struct log *L, const struct space *sp, struct buf *out)
 {
 	/* msg is {"jsonrpc","method","params"}, already in canonical order */
 	buf_adds(out, "{\"pub\":");
-	add_json(out, jv_string(sp->id));
+	bus_json(out, jv_string(sp->id));
 	buf_adds(out, ",\"msg\":{\"jsonrpc\":\"2.0\",\"method\":\"event\","
 	    "\"params\":");
 	buf_add(out, L->body.p, L->body.len);
 	buf_adds(out, "}}\n");
 }
-
-enum { SEQ_NEW, SEQ_DUP, SEQ_REFUSED, SEQ_FAILED };
 
 /*
  * Sequence the checked event ev (borrowed; ei describes it) in its space
@@ -85,7 +75,7 @@ enum { SEQ_NEW, SEQ_DUP, SEQ_REFUSED, SEQ_FAILED };
  * holds it already, SEQ_REFUSED with *e and *why, SEQ_FAILED on a database
  * failure (L->failed is set).
  */
-static int
+int
 sequence(struct log *L, jv ev, const struct evinfo *ei, int64_t now,
     struct space **spp, int64_t *seq, enum bus_err *e, const char **why)
 {
@@ -170,6 +160,7 @@ handle_event(struct log *L, const struct bus_req *r, const char *method,
 	struct space *sp;
 	enum bus_err e;
 	int64_t seq;
+	int err, rc;
 
 	if (jsonl_has(r->params, "space") &&
 	    !(pspace = sget(r->params, "space"))) {
@@ -195,13 +186,35 @@ handle_event(struct log *L, const struct bus_req *r, const char *method,
 		    "a join sent to this node must name this node and address");
 		goto out;
 	}
+	if (ei.type == T_CREATE && strcmp(ei.node, L->node) != 0) {
+		bus_error(out, r, E_BAD_EVENT, "node is not this node");
+		goto out;
+	}
+	if (ei.type == T_CREATE && strcmp(ei.address, L->address) != 0) {
+		bus_error(out, r, E_BAD_EVENT, "address is not this node's address");
+		goto out;
+	}
+	/* a client's event for a space another node owns goes there */
+	if (method && (sp = space_find(L, ei.space, &err), !err) &&
+	    !owns(L, sp) && !(ei.type == T_CREATE && !sp)) {
+		if (sp && (rc = q(L, S_ENV_DUP, "tt", sp->id, ei.id)) == 1) {
+			seq = sqlite3_column_int64(L->st[S_ENV_DUP], 0);
+			rst(L, S_ENV_DUP);
+			bus_result(out, r, event_result(sp, &ei, seq));
+		} else
+			submit_remote(L, r, ev, &ei, sp, NULL, out);
+		goto out;
+	}
 	switch (sequence(L, ev, &ei, now, &sp, &seq, &e, &why)) {
 	case SEQ_NEW:
 		bus_result(out, r, event_result(sp, &ei, seq));
+		if (ei.type == T_TOMB)
+			note_tombstone(L, ev, ei.beam, ei.author, out);
 		publish(L, sp, out);
 		if (ei.type == T_LEAVE || ei.type == T_REMOVE ||
 		    ei.type == T_RULES)
 			subs_recheck(L, sp, out);
+		gossip_push(L, sp, out);
 		break;
 	case SEQ_DUP:
 		bus_result(out, r, event_result(sp, &ei, seq));
@@ -336,7 +349,40 @@ handle_space_beam(struct log *L, const struct bus_req *r, int unchecked,
 		tomb = jv_invalid();
 		goto out;
 	}
-	switch ((rc = sequence(L, ev, &ei, now, &sp, &seq, &e, &why))) {
+	sp = space_find(L, ei.space, &err);
+	if (err)
+		goto internal;
+	if (!owns(L, sp) && !(sp && (rc = q(L, S_ENV_DUP, "tt", sp->id,
+	    ei.id)) == 1)) {
+		/* another node's space: the beam is kept here while the
+		 * owner decides (dropped if it refuses), and the ref goes
+		 * there */
+		p = jv_object_set(jv_object(), jv_string("beam"), beam);
+		beam = jv_invalid();
+		p = jv_object_set(p, jv_string("hold"), jv_true());
+		p = jv_object_set(p, jv_string("space"), jv_string(ei.space));
+		struct bus_req held = *r;
+		held.id = jv_invalid();	/* ns-beam keeps it; no answer */
+		held.r = -1;
+		bus_request(out, "beam.store", &held, p);
+		if (submit_remote(L, r, ev, &ei, sp, ei.beam, out) != 0) {
+			/* nobody to hand it to: the beam must not stay */
+			buf_adds(out, "{\"m\":\"beam.drop\",\"p\":{\"beam\":");
+			bus_json(out, jv_string(ei.beam));
+			buf_adds(out, ",\"space\":");
+			bus_json(out, jv_string(ei.space));
+			buf_adds(out, "}}\n");
+		}
+		goto out;
+	}
+	if (sp && !owns(L, sp)) {
+		/* sequenced by its owner already: stored again, answered */
+		seq = sqlite3_column_int64(L->st[S_ENV_DUP], 0);
+		rst(L, S_ENV_DUP);
+		rc = SEQ_DUP;
+	} else
+		rc = sequence(L, ev, &ei, now, &sp, &seq, &e, &why);
+	switch (rc) {
 	case SEQ_NEW:
 	case SEQ_DUP:
 		/* ns-beam stores it and answers; a repeat stores it again,
@@ -346,8 +392,10 @@ handle_space_beam(struct log *L, const struct bus_req *r, int unchecked,
 		p = jv_object_set(p, jv_string("result"),
 		    event_result(sp, &ei, seq));
 		bus_request(out, "beam.store", r, p);
-		if (rc == SEQ_NEW)
+		if (rc == SEQ_NEW) {
 			publish(L, sp, out);
+			gossip_push(L, sp, out);
+		}
 		break;
 	case SEQ_REFUSED:
 		bus_error(out, r, e, why);
@@ -490,6 +538,7 @@ handle_beam_delete(struct log *L, const struct bus_req *r, int unchecked,
 		switch (sequence(L, sent, &ei, now, &sp, &seq, &e, &why)) {
 		case SEQ_NEW:
 			publish(L, sp, &pubs);
+			gossip_push(L, sp, &pubs);
 			/* FALLTHROUGH */
 		case SEQ_DUP:
 			spaces = jv_array_append(spaces, jv_copy(id));

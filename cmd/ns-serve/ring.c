@@ -335,16 +335,28 @@ out:
 /* A request that came all the way round: nobody handled it.  A request
  * of a peer is answered method_not_found (a notification just ends); the
  * lines this program wrote itself (tick, conn.*, sub.restore) end here,
- * and so does an rpc.response no stage took. */
+ * and so does an rpc.response no stage took.  peer.fail and log.follows,
+ * which ns-gossip at the end of the ring writes for earlier stages, go on
+ * round. */
 static void
 line_request(const char *p, size_t len)
 {
-	jv v = canon_parse(p, len), id;
+	jv v, id;
 	int64_t cid, r;
 	struct conn *c;
-	const char *m = jsonl_str(v, "m");
+	const char *m;
 	char why[160];
 
+	/* stage lines for a stage before the last one go round once more:
+	 * each has exactly one stage that takes it */
+	if (bus_is(p, len, "peer.fail") || bus_is(p, len, "log.follows")) {
+		buf_add(&obuf, p, len);
+		buf_addc(&obuf, '\n');
+		out_line_done();
+		return;
+	}
+	v = canon_parse(p, len);
+	m = jsonl_str(v, "m");
 	id = jsonl_get(v, "id");
 	if (!m) {
 		warn_line("bad request line", p, len);

@@ -1,0 +1,70 @@
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "tree.h"
+
+static int
+by_key(const void *a, const void *b)
+{
+	const struct tree_node *x = a, *y = b;
+
+	return memcmp(x->key, y->key, HASH_RAW_LEN);
+}
+
+void
+tree_sort(const char *space, struct tree_node *nodes, size_t n)
+{
+	crypto_hash_sha256_state st;
+
+	for (size_t i = 0; i < n; i++) {
+		crypto_hash_sha256_init(&st);
+		crypto_hash_sha256_update(&st, (const unsigned char *)space,
+		    strlen(space));
+		crypto_hash_sha256_update(&st,
+		    (const unsigned char *)nodes[i].did, strlen(nodes[i].did));
+		crypto_hash_sha256_final(&st, nodes[i].key);
+	}
+	qsort(nodes, n, sizeof(*nodes), by_key);
+}
+
+size_t
+tree_index(const struct tree_node *nodes, size_t n, const char *did)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(nodes[i].did, did) == 0)
+			return i + 1;
+	return 0;
+}
+
+size_t
+tree_children(size_t i, size_t n, size_t k, size_t *out)
+{
+	size_t m = 0;
+
+	for (size_t c = k * i + 1; c <= k * i + k && c <= n; c++)
+		out[m++] = c;
+	return m;
+}
+
+void
+tree_parents(size_t i, size_t n, size_t k, size_t p[2])
+{
+	p[0] = (i - 1) / k;
+	p[1] = p[0] + 1;
+	if (p[1] > n || p[1] == i)
+		p[1] = 0;
+}
+
+unsigned
+tree_depth(size_t i, size_t k)
+{
+	unsigned d = 0;
+
+	while (i > 0) {
+		i = (i - 1) / k;
+		d++;
+	}
+	return d;
+}

@@ -1,0 +1,44 @@
+/*
+ * The trees a space's nodes form (share/doc/protocol.md, sections 11 and
+ * 12): every node computes them the same way from the membership alone.
+ * The member nodes other than the owner node are ordered by
+ * SHA-256(space id || node DID), bytes compared as unsigned, and numbered
+ * from 1; the owner node is 0.  In the tier tree with fan-out k, the
+ * children of i are k*i + 1 ... k*i + k.  In the relay tree every node
+ * i >= 1 has two parents (double-parenting).
+ */
+#ifndef NS_TREE_H
+#define NS_TREE_H
+
+#include <stddef.h>
+
+#include "didkey.h"
+#include "hash.h"
+
+struct tree_node {
+	char did[DIDKEY_MAX];
+	char *address;			/* owned by the caller */
+	unsigned char key[HASH_RAW_LEN];	/* SHA-256(space || did) */
+};
+
+/* Fill in the keys of n nodes for space and sort them by key.  Cannot
+ * fail. */
+void tree_sort(const char *space, struct tree_node *nodes, size_t n);
+
+/* The index of did among n sorted nodes (1-based), or 0 if it is absent
+ * (the owner node, or a node that is no member node). */
+size_t tree_index(const struct tree_node *nodes, size_t n, const char *did);
+
+/* The children of index i in the tier tree of n nodes with fan-out k, as
+ * 1-based indices into out (room for k).  Returns how many. */
+size_t tree_children(size_t i, size_t n, size_t k, size_t *out);
+
+/* The two parents of index i >= 1 in the relay tree with fan-out k:
+ * p[0] = floor((i - 1) / k), and p[1] the next index when it exists and is
+ * not i, else 0 (the owner).  Both may be 0 for the first tier. */
+void tree_parents(size_t i, size_t n, size_t k, size_t p[2]);
+
+/* The depth of index i in the tier tree (0 for the owner). */
+unsigned tree_depth(size_t i, size_t k);
+
+#endif
