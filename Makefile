@@ -2,7 +2,7 @@
 # make install PREFIX=...
 include config.mk
 
-PROGS   = ns-keygen ns-sign ns-verify ns-serve ns-beam ns-client ns-log
+PROGS   = ns-keygen ns-sign ns-verify ns-serve ns-beam ns-client ns-log ns-gossip
 SCRIPTS = ns-node
 BIN     = $(PROGS:%=bin/%)
 COMMON_SRC = $(wildcard common/*.c)

@@ -701,6 +701,7 @@ out:
 /* ---- beams of other nodes ---- */
 
 #define FETCH_MS 10000		/* the storing node has this long */
+#define BEAM_ID "\"id\":\"beam:"	/* the ids of our requests, on the bus */
 
 /* A read waiting for the node that stores the beam. */
 struct fetch {
@@ -978,10 +979,10 @@ run_bus(struct store *s, size_t batch)
 			else if (bus_is(p, len, "beam.uncache"))
 				handle = bus_beam_uncache;
 			else if (bus_is(p, len, "rpc.response") &&
-			    memmem(p, len, "\"id\":\"beam:", 12))
+			    memmem(p, len, BEAM_ID, sizeof(BEAM_ID) - 1))
 				handle = bus_fetched;
 			else if (bus_is(p, len, "peer.fail") &&
-			    memmem(p, len, "\"id\":\"beam:", 12)) {
+			    memmem(p, len, BEAM_ID, sizeof(BEAM_ID) - 1)) {
 				if (bus_parse(p, len, &req) == 0) {
 					fetch_failed(&out, cstr(req.params, "id"),
 					    cstr(req.params, "reason"));
@@ -1231,8 +1232,10 @@ cmd_list(struct store *s)
 	sqlite3_stmt *st;
 	int rc;
 
+	/* the beams authored here, not the copies fetched for readers */
 	if (db_prepare(s->db, &st, "SELECT path, author, ts, "
-	    "length(CAST(body AS BLOB)) FROM beams ORDER BY ts, path") != 0)
+	    "length(CAST(body AS BLOB)) FROM beams WHERE cached = 0 "
+	    "ORDER BY ts, path") != 0)
 		die("%s: %s", s->path, sqlite3_errmsg(s->db));
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		jv o = jv_object();

@@ -57,6 +57,27 @@ tree_parents(size_t i, size_t n, size_t k, size_t p[2])
 		p[1] = 0;
 }
 
+size_t
+tree_lazy(size_t n, size_t me, const size_t *kids, size_t nk, size_t g,
+    unsigned (*rnd)(unsigned), size_t *out)
+{
+	size_t got = 0;
+
+	/* a few tries each: in a small space there may be nobody left */
+	for (size_t t = 0; t < 4 * g && got < g && n > 0; t++) {
+		size_t c = 1 + rnd((unsigned)n), i;
+		int skip = c == me;
+
+		for (i = 0; i < nk && !skip; i++)
+			skip = kids[i] == c;
+		for (i = 0; i < got && !skip; i++)
+			skip = out[i] == c;
+		if (!skip)
+			out[got++] = c;
+	}
+	return got;
+}
+
 unsigned
 tree_depth(size_t i, size_t k)
 {

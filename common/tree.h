@@ -38,6 +38,12 @@ size_t tree_children(size_t i, size_t n, size_t k, size_t *out);
  * not i, else 0 (the owner).  Both may be 0 for the first tier. */
 void tree_parents(size_t i, size_t n, size_t k, size_t p[2]);
 
+/* Up to g indices of 1..n chosen at random for announcements: neither me
+ * nor any of the nk in kids.  rnd(k) returns a uniform integer below k.
+ * Returns how many went into out (room for g). */
+size_t tree_lazy(size_t n, size_t me, const size_t *kids, size_t nk,
+    size_t g, unsigned (*rnd)(unsigned), size_t *out);
+
 /* The depth of index i in the tier tree (0 for the owner). */
 unsigned tree_depth(size_t i, size_t k);
 

@@ -178,7 +178,7 @@ make_spaces() {
 	run -0 ns-log -d "$DB" history "$CH"
 	[ "$output" = "$env" ]
 	run -0 ns-log -d "$DB" spaces
-	jqt --arg ch "$CH" --arg a "$A" '. == {id:$ch,type:"channel",name:"Test space",ownerDid:$a,head:1}' "$output"
+	jqt --arg ch "$CH" --arg a "$A" --arg n "$NODE_DID" '. == {id:$ch,type:"channel",name:"Test space",ownerDid:$a,node:$n,head:1}' "$output"
 }
 
 @test "ns-log: space.create refusals: owner, node, address, conflict, name" {

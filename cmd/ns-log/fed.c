@@ -84,6 +84,12 @@ space_nodes(struct log *L, struct space *sp, size_t *n)
 	return sp->tn;
 }
 
+static unsigned
+rnd(unsigned k)
+{
+	return randombytes_uniform(k);
+}
+
 static void
 add_node(struct buf *out, const char *did, const char *address)
 {
@@ -103,28 +109,14 @@ void
 gossip_push(struct log *L, struct space *sp, struct buf *out)
 {
 	struct tree_node *tn;
-	size_t n, me, kids[FANOUT], lazy[LAZY], nk, nl = 0, i, j;
-	char *skip;
+	size_t n, me, kids[FANOUT], lazy[LAZY], nk, nl, i;
 
 	tn = space_nodes(L, sp, &n);
 	me = owns(L, sp) ? 0 : tree_index(tn, n, L->node);
 	if (!owns(L, sp) && me == 0)
 		return;		/* no member node: nobody to tell */
 	nk = tree_children(me, n, FANOUT, kids);
-	/* a few others chosen at random: not this node, not a child */
-	skip = xcalloc(n + 1, 1);
-	skip[me] = 1;
-	for (i = 0; i < nk; i++)
-		skip[kids[i]] = 1;
-	for (j = 0; j < 4 * LAZY && nl < LAZY && n > 0; j++) {
-		size_t c = 1 + randombytes_uniform((uint32_t)n);
-
-		if (!skip[c]) {
-			skip[c] = 1;
-			lazy[nl++] = c;
-		}
-	}
-	free(skip);
+	nl = tree_lazy(n, me, kids, nk, LAZY, rnd, lazy);
 	if (nk == 0 && nl == 0)
 		return;		/* a space of one node */
 	buf_adds(out, "{\"m\":\"gossip.push\",\"p\":{\"space\":");

@@ -39,6 +39,8 @@ cmd_spaces(struct log *L)
 		    jv_string(col(L, S_SPACES, 2)));
 		o = jv_object_set(o, jv_string("ownerDid"),
 		    jv_string(col(L, S_SPACES, 3)));
+		o = jv_object_set(o, jv_string("node"),
+		    jv_string(col(L, S_SPACES, 5)));
 		o = jv_object_set(o, jv_string("head"), jv_number((double)
 		    sqlite3_column_int64(L->st[S_SPACES], 4)));
 		if (jsonl_emit(o) != 0)

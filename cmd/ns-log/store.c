@@ -23,7 +23,8 @@ static const char *const sqls[S_N] = {
 	[S_SPACE_HEAD] = "UPDATE spaces SET head = ?2, head_hash = ?3 "
 	    "WHERE id = ?1",
 	[S_SPACE_RULES] = "UPDATE spaces SET rules = ?2 WHERE id = ?1",
-	[S_SPACES] = "SELECT id, type, name, owner, head FROM spaces ORDER BY id",
+	[S_SPACES] = "SELECT id, type, name, owner, head, node FROM spaces "
+	    "ORDER BY id",
 	[S_ENV_DUP] = "SELECT seq FROM envelopes WHERE space = ?1 AND "
 	    "event_id = ?2",
 	[S_ENV_INS] = "INSERT INTO envelopes (space, seq, event_id, hash, body) "
