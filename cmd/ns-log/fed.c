@@ -40,6 +40,10 @@ struct pend {
 };
 
 static struct pend *pends;
+
+static int owner_of(struct log *L, const char *id, struct space *sp,
+    jv params, char node[DIDKEY_MAX], char *address, size_t alen);
+static void outbox_answer(struct log *L, const char *id, jv res);
 static unsigned long pend_seq;
 static int64_t started;
 
@@ -686,6 +690,11 @@ handle_response(struct log *L, const struct bus_req *r, const char *line,
 		apply_envelope(L, env, r->did, out);
 		jv_free(env);
 	}
+	if (id && strncmp(id, "log:out:", 8) == 0) {
+		outbox_answer(L, id, res);
+		bus_done(out, r);
+		goto done;
+	}
 	if (id && strncmp(id, "log:", 4) == 0) {
 		if ((p = pend_take(id))) {
 			pend_answer(L, p, res, r->did ? r->did : "", out);
@@ -737,6 +746,8 @@ handle_peer_fail(struct log *L, const char *line, size_t len,
 	struct pend *p;
 
 	(void)L;
+	if (id && strncmp(id, "log:out:", 8) == 0)
+		return;		/* sent again when due */
 	if (!id || strncmp(id, "log:", 4) != 0) {
 		buf_add(out, line, len);
 		buf_addc(out, '\n');
@@ -748,13 +759,93 @@ handle_peer_fail(struct log *L, const char *line, size_t len,
 	}
 }
 
-/* A tick: submits the owner has not answered in time are given up. */
+/* The outbox: events owed to other nodes' spaces, sent (again) when due,
+ * with a backoff of 5 s doubling to an hour. */
+static void
+outbox_send(struct log *L, int64_t now, struct buf *out)
+{
+	char node[DIDKEY_MAX], address[ADDRESS_MAX + 8];
+	struct {
+		int64_t id, tries;
+		char *space, *event;
+	} due[16];
+	int n = 0, rc;
+
+	for (rc = q(L, S_OUT_DUE, "i", now); rc == 1 && n < 16;
+	    rc = step(L, S_OUT_DUE)) {
+		due[n].id = sqlite3_column_int64(L->st[S_OUT_DUE], 0);
+		due[n].space = xstrdup(col(L, S_OUT_DUE, 1));
+		due[n].event = xstrdup(col(L, S_OUT_DUE, 2));
+		due[n].tries = sqlite3_column_int64(L->st[S_OUT_DUE], 3);
+		n++;
+	}
+	if (rc == 1)
+		rst(L, S_OUT_DUE);
+	for (int i = 0; i < n; i++) {
+		struct space *sp;
+		int64_t wait = 5000;
+		int err;
+
+		for (int64_t t = 0; t < due[i].tries && wait < 3600000; t++)
+			wait *= 2;
+		if (wait > 3600000)
+			wait = 3600000;
+		q(L, S_OUT_LATER, "ii", due[i].id, now + wait);
+		sp = space_find(L, due[i].space, &err);
+		if (owner_of(L, due[i].space, sp, jv_null(), node, address,
+		    sizeof(address)) == 0) {
+			buf_adds(out, "{\"m\":\"peer.send\",\"p\":{");
+			if (*node) {
+				buf_adds(out, "\"node\":");
+				bus_json(out, jv_string(node));
+				buf_addc(out, ',');
+			}
+			buf_adds(out, "\"address\":");
+			bus_json(out, jv_string(address));
+			buf_addf(out, ",\"msg\":{\"id\":\"log:out:%lld\","
+			    "\"jsonrpc\":\"2.0\",\"method\":\"node.submit\","
+			    "\"params\":{\"event\":", (long long)due[i].id);
+			buf_adds(out, due[i].event);
+			buf_adds(out, ",\"space\":");
+			bus_json(out, jv_string(due[i].space));
+			buf_adds(out, "}}}}\n");
+		}
+		free(due[i].space);
+		free(due[i].event);
+	}
+}
+
+/* The owner node answered an outbox entry: done, unless it could not
+ * take it now. */
+static void
+outbox_answer(struct log *L, const char *id, jv res)
+{
+	jv err = jsonl_get(res, "error"), data = jsonl_get(err, "data");
+	const char *reason = jsonl_str(data, "reason");
+	int64_t n = strtoll(id + 8, NULL, 10);
+
+	if (jsonl_kind(res, "result") == JV_KIND_OBJECT ||
+	    (reason && strcmp(reason, "busy") != 0 &&
+	    strcmp(reason, "internal") != 0 &&
+	    strcmp(reason, "unreachable") != 0)) {
+		if (reason)
+			warn("an owed event was refused: %.80s",
+			    jsonl_str(err, "message") ? jsonl_str(err,
+			    "message") : reason);
+		q(L, S_OUT_DONE, "i", n);
+	}
+	jv_free(data);
+	jv_free(err);
+}
+
+/* A tick: submits the owner has not answered in time are given up, and
+ * the outbox is sent when due. */
 void
 fed_tick(struct log *L, int64_t now, struct buf *out)
 {
 	struct pend **pp = &pends, *p;
 
-	(void)L;
+	outbox_send(L, now, out);
 	while ((p = *pp)) {
 		if (p->deadline > now) {
 			pp = &p->next;

@@ -227,8 +227,20 @@ run_bus(struct log *L, size_t batch)
 			if ((m = owned(p, len)) < 0) {
 				if (bus_is_prefix(p, len, "conn."))
 					watch(p, len);
-				else if (bus_is(p, len, "tick"))
-					fed_tick(L, jsonl_now_ms(), &out);
+				else if (bus_is(p, len, "tick")) {
+					/* time: the outbox and the submits
+					 * that waited too long */
+					if (!began) {
+						began = 1;
+						if (db_begin(L->db) != 0) {
+							warn("begin: %s",
+							    sqlite3_errmsg(L->db));
+							L->failed = 1;
+						}
+					}
+					if (!L->failed)
+						fed_tick(L, jsonl_now_ms(), &out);
+				}
 				buf_add(&out, p, len);
 				buf_addc(&out, '\n');
 				it->end = out.len;

@@ -70,8 +70,13 @@ static const char *const sqls[S_N] = {
 	    "ON s.id = f.space ORDER BY f.space",
 	[S_ENV_AT] = "SELECT hash, body FROM envelopes WHERE space = ?1 AND "
 	    "seq = ?2",
-	[S_OWNED] = "SELECT count(*) FROM spaces WHERE node = ?1",
-	[S_FOLLOWED] = "SELECT count(*) FROM follows",
+	[S_OUT_PUT] = "INSERT OR IGNORE INTO outbox (space, event) "
+	    "VALUES (?1, ?2)",
+	[S_OUT_DUE] = "SELECT id, space, event, tries FROM outbox "
+	    "WHERE next_at <= ?1 ORDER BY next_at LIMIT 16",
+	[S_OUT_LATER] = "UPDATE outbox SET tries = tries + 1, next_at = ?2 "
+	    "WHERE id = ?1",
+	[S_OUT_DONE] = "DELETE FROM outbox WHERE id = ?1",
 };
 
 const char *const migrations[] = {
@@ -144,6 +149,15 @@ const char *const migrations[] = {
 	"  FROM envelopes"
 	"  WHERE json_extract(body, '$.event.type') = 'beam.ref') AS x"
 	"  WHERE refs.space = x.space AND refs.beam = x.beam;",
+	/* 4: events this node owes other nodes' spaces (a tombstone of a
+	 * beam beamed from here), kept until the owner node has them */
+	"CREATE TABLE outbox ("
+	"  id INTEGER PRIMARY KEY,"
+	"  space TEXT NOT NULL,"
+	"  event TEXT NOT NULL,"
+	"  tries INTEGER NOT NULL DEFAULT 0,"
+	"  next_at INTEGER NOT NULL DEFAULT 0,"
+	"  UNIQUE (space, event));",
 };
 const int nmigrations = (int)(sizeof(migrations) / sizeof(migrations[0]));
 

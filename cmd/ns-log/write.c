@@ -529,9 +529,21 @@ handle_beam_delete(struct log *L, const struct bus_req *r, int unchecked,
 			jv_free(id);
 			goto internal;
 		}
-		/* the spaces of other nodes get it from them (federation) */
-		if (!sp || strcmp(sp->node, L->node) != 0 ||
-		    check_event(L, sent, sid, now, &ei, &e, &why) != 0) {
+		if (!sp || check_event(L, sent, sid, now, &ei, &e, &why) != 0) {
+			jv_free(id);
+			continue;
+		}
+		/* another node's space: it is owed the tombstone, until its
+		 * owner node has it (fed.c sends and resends) */
+		if (!owns(L, sp)) {
+			buf_reset(&L->scratch);
+			if (canon_dump(sent, NULL, &L->scratch) != 0 ||
+			    q(L, S_OUT_PUT, "tb", sid, L->scratch.p,
+			    (int)L->scratch.len) < 0) {
+				jv_free(id);
+				goto internal;
+			}
+			spaces = jv_array_append(spaces, jv_copy(id));
 			jv_free(id);
 			continue;
 		}
