@@ -32,7 +32,7 @@
 struct buf out = BUF_INIT;
 int64_t now_ms;
 static const char *stats_file;
-static int64_t started, last_stats;
+static int64_t started, last_stats, tick_ms;
 
 static void
 usage(int status)
@@ -44,6 +44,7 @@ usage(int status)
 	    "       ns-gossip tree [--fanout K]\n"
 	    "       ns-gossip sim [--nodes N] [--fail P] [--seed S] [--events E]\n"
 	    "                     [--fanout K] [--lazy G] [--loss L]\n"
+	    "                     [--interval MS]\n"
 	    "  --bus          ring stage, after ns-beam: gossip and peer lines in,\n"
 	    "                 lines for ns-serve out, every other line passed on\n"
 	    "  --stats FILE   --bus: rewrite FILE every tick with the peers' states\n"
@@ -92,6 +93,19 @@ write_stats(void)
 	buf_free(&b);
 }
 
+/*
+ * The time: the clock's (NS_NOW's, if set), or the "now" of the last tick
+ * when that is later.  ns-serve writes its clock into each tick, so in a
+ * node the two agree; a test that sets NS_NOW moves time on with ticks.
+ */
+static int64_t
+clock_ms(void)
+{
+	int64_t t = jsonl_now_ms();
+
+	return tick_ms > t ? tick_ms : t;
+}
+
 /* One bus line.  1 if it goes on, 0 if it was ours. */
 static int
 line(const char *p, size_t len)
@@ -102,7 +116,14 @@ line(const char *p, size_t len)
 	if (!bus_is_prefix(p, len, ""))
 		return 1;
 	if (bus_is(p, len, "tick")) {
-		now_ms = jsonl_now_ms();
+		if (bus_parse(p, len, &r) == 0) {
+			int64_t t;
+
+			if (jsonl_int(r.line, "now", &t) == 0)
+				tick_ms = t;
+			bus_req_free(&r);
+		}
+		now_ms = clock_ms();
 		spaces_tick();
 		if (stats_file && now_ms - last_stats >= 1000) {
 			write_stats();
@@ -116,7 +137,7 @@ line(const char *p, size_t len)
 		return 1;
 	if (bus_parse(p, len, &r) != 0)
 		return 1;
-	now_ms = jsonl_now_ms();
+	now_ms = clock_ms();
 	if (bus_is(p, len, "gossip.push")) {
 		space_push(r.params);
 		on = 0;
@@ -287,7 +308,8 @@ run_tree(size_t k)
 			}
 			jv_free(x);
 		}
-		tree_sort(sid, tn, n);
+		if (n > 0)	/* no qsort of a NULL array, even of nothing */
+			tree_sort(sid, tn, n);
 		for (size_t i = 0; i <= n; i++) {
 			struct buf b = BUF_INIT;
 			const char *me = i ? tn[i - 1].did : owner;

@@ -33,26 +33,34 @@ peer_find(const char *did)
 	return NULL;
 }
 
+/* The peer at address whose DID is not known yet; with any, also one
+ * whose DID is known (a link first, then a known DID). */
 static struct peer *
-peer_by_address(const char *address)
+peer_by_address(const char *address, int any)
 {
-	struct peer *p;
+	struct peer *p, *best = NULL;
 
-	for (p = peers; p; p = p->next)
-		if (!p->did[0] && p->address && strcmp(p->address, address) == 0)
-			return p;
-	return NULL;
+	for (p = peers; p; p = p->next) {
+		if (!p->address || strcmp(p->address, address) != 0 ||
+		    (p->did[0] && !any))
+			continue;
+		if (!best || (p->nconn > 0 && best->nconn == 0) ||
+		    (p->did[0] && !best->did[0] && !best->nconn))
+			best = p;
+	}
+	return best;
 }
 
 /* The peer with this DID (or, for an unknown DID, this address), made if
- * new; its address is updated when one is given. */
+ * new; its address is updated when one is given.  With no DID, a message
+ * for an address goes to whoever is known there. */
 struct peer *
 peer_get(const char *did, const char *address)
 {
 	struct peer *p = did && *did ? peer_find(did) : NULL;
 
 	if (!p && address)
-		p = peer_by_address(address);
+		p = peer_by_address(address, !(did && *did));
 	if (!p) {
 		p = xcalloc(1, sizeof(*p));
 		p->next = peers;
@@ -139,10 +147,17 @@ int
 peer_send(const char *did, const char *address, const char *msg, size_t len,
     const char *id)
 {
-	struct peer *p = peer_get(did, address);
+	struct peer *p;
 	struct qmsg *m;
 	char why[160];
 
+	if (!(did && *did) && !address) {
+		if (id)
+			emit_peer_fail(id, NULL, NULL, "no node or address "
+			    "given");
+		return -1;
+	}
+	p = peer_get(did, address);
 	if (p->banned_until > now_ms) {
 		if (id)
 			emit_peer_fail(id, p->did, p->address, "the node is "
@@ -296,7 +311,7 @@ peer_conn_fail(const char *url, const char *node, const char *reason)
 	snprintf(p->last_error, sizeof(p->last_error), "%s", reason);
 	warn("node %.60s (%.60s): %.80s; next try in %llds",
 	    p->did[0] ? p->did : "?", p->address ? p->address : url, reason,
-	    (long long)delay / 1000);
+	    (long long)(delay + 999) / 1000);
 	fail_queue(p, reason);
 }
 

@@ -104,7 +104,11 @@ sync_from(struct gspace *s, const char *did, const char *address)
 		epoch = now_ms;
 	snprintf(s->sync_id, sizeof(s->sync_id), "g:%lld.%lu",
 	    (long long)epoch, ++sync_seq);
-	snprintf(s->sync_node, sizeof(s->sync_node), "%s", did ? did : "");
+	/* paging on, did is s->sync_node itself: an overlapping copy would
+	 * leave it empty */
+	if (did != s->sync_node)
+		snprintf(s->sync_node, sizeof(s->sync_node), "%s",
+		    did ? did : "");
 	s->sync_deadline = now_ms + SYNC_MS;
 	buf_addf(&m, "{\"id\":\"%s\",\"jsonrpc\":\"2.0\",\"method\":"
 	    "\"node.sync\",\"params\":{\"after\":%lld,\"limit\":%d,\"space\":",
