@@ -1,5 +1,5 @@
 # ns toolkit: see README.md.  make, make check, make check SAN=1, make bench,
-# make install PREFIX=...
+# make bench-fed, make install PREFIX=...
 include config.mk
 
 PROGS   = ns-keygen ns-sign ns-verify ns-serve ns-beam ns-client ns-log ns-gossip
@@ -81,6 +81,10 @@ t/helpers/wsc: t/helpers/wsc.c $(LIB) $(COMMON_HDR)
 bench: deps all testhelpers
 	@NS_BIN=$(CURDIR)/$(BINDIR_B) sh share/bench/run.sh
 
+# Only the federation figures (also the last part of make bench).
+bench-fed: deps all
+	@NS_BIN=$(CURDIR)/$(BINDIR_B) sh share/bench/fed.sh
+
 # The service files name the installed ns-node and share directory: the
 # sources say /usr/local/bin/ and /usr/local/share/northstar/, which sed
 # turns into $(BINDIR)/ and $(SHAREDIR)/.
@@ -119,5 +123,5 @@ uninstall:
 clean:
 	rm -rf obj obj-san bin bin-san
 
-.PHONY: all deps run check bench install uninstall clean
+.PHONY: all deps run check bench bench-fed install uninstall clean
 .PRECIOUS: $(OBJDIR)/%.o $(OBJDIR)/cmd-%.o

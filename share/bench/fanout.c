@@ -11,8 +11,14 @@
  *    "p99_ms","max_ms","delivered","expected","missing","duplicates",
  *    "unknown","acked","refused","ack_p50_ms","ack_p99_ms","dropped",
  *    "cpu_s"}
+ * and with -P also "per_port_max_ms" and "per_port_missing", one number
+ * per port of the list, in its order (max -1: nothing delivered there).
  *   usage: fanout -p PORT -k KEYFILE -s SPACE -n N -r RATE -f BEAMS
- *                 [-t SECONDS] [-w SECONDS]
+ *                 [-P PORT,PORT,...] [-t SECONDS] [-w SECONDS]
+ * -P spreads the subscribers over several nodes (federation): subscriber i
+ * connects to the i-th port of the list, round and round, while the
+ * publisher stays on -p.  Each node signs its own login challenge; the
+ * login answers each with the node and address it named.
  * -t bounds the set-up (connect, login, subscribe; default 30 s), -w the
  * wait for late deliveries after the last request (default 5 s).  Exit 0
  * when the run finished (whatever its figures), 2 on usage or set-up
@@ -75,6 +81,8 @@ static struct {
 	struct key *key;
 	const char *space;
 	int port, nsub;
+	int *ports;		/* -P: the subscribers' ports, or NULL */
+	int nports;
 	double rate, setup_max, drain_max;
 
 	struct conn *conns;
@@ -101,7 +109,7 @@ usage(int status)
 {
 	fprintf(status ? stderr : stdout,
 	    "usage: fanout -p PORT -k KEYFILE -s SPACE -n N -r RATE -f BEAMS\n"
-	    "              [-t SECONDS] [-w SECONDS]\n");
+	    "              [-P PORT,PORT,...] [-t SECONDS] [-w SECONDS]\n");
 	exit(status);
 }
 
@@ -262,6 +270,16 @@ request(int id, const char *method, jv params)
 	return jv_object_set(r, jv_string("params"), params);
 }
 
+/* The port connection idx dials: the publisher -p, subscriber i the
+ * i-th of -P (round and round), or -p without -P. */
+static int
+conn_port(int idx)
+{
+	if (idx == 0 || g.nports == 0)
+		return g.port;
+	return g.ports[(idx - 1) % g.nports];
+}
+
 static int
 due(double now)
 {
@@ -399,8 +417,8 @@ on_setup_message(struct conn *c, const char *p, size_t len)
 		jv_free(msg);
 		return;
 	}
-	snprintf(what, sizeof(what), "%s %d",
-	    c->idx ? "subscriber" : "publisher", c->idx);
+	snprintf(what, sizeof(what), "%s %d (port %d)",
+	    c->idx ? "subscriber" : "publisher", c->idx, conn_port(c->idx));
 	if (jsonl_has(msg, "error")) {
 		err = jsonl_get(msg, "error");
 		setup_fail("%s: refused: %.200s", what,
@@ -694,6 +712,66 @@ pct(const int32_t *v, size_t n, double p)
 	return v[i < n ? i : n - 1] / 1000.0;
 }
 
+/* ,"per_port_max_ms":[...],"per_port_missing":[...]: the slowest
+ * delivery and the missing ones of the subscribers on each -P port. */
+static void
+report_ports(void)
+{
+	double *mx = xcalloc((size_t)g.nports, sizeof(*mx));
+	long *miss = xcalloc((size_t)g.nports, sizeof(*miss));
+	size_t s, b;
+	int p;
+
+	for (p = 0; p < g.nports; p++)
+		mx[p] = -1;
+	for (s = 0; s < (size_t)g.nsub; s++) {
+		p = (int)(s % (size_t)g.nports);
+		for (b = 0; b < (size_t)g.nbeam; b++) {
+			int32_t l = g.lat[s * (size_t)g.nbeam + b];
+
+			if (l < 0)
+				miss[p]++;
+			else if (l / 1000.0 > mx[p])
+				mx[p] = l / 1000.0;
+		}
+	}
+	printf(",\"per_port_max_ms\":[");
+	for (p = 0; p < g.nports; p++)
+		printf("%s%.2f", p ? "," : "", mx[p]);
+	printf("],\"per_port_missing\":[");
+	for (p = 0; p < g.nports; p++)
+		printf("%s%ld", p ? "," : "", miss[p]);
+	printf("]");
+	free(mx);
+	free(miss);
+}
+
+/* -P PORT,PORT,...: at most 10000 ports. */
+static void
+parse_ports(const char *arg)
+{
+	const char *p = arg;
+	char *end;
+	long v;
+
+	g.nports = 0;
+	for (;;) {
+		errno = 0;
+		v = strtol(p, &end, 10);
+		if (errno || end == p || v < 1 || v > 65535 ||
+		    (*end != ',' && *end != '\0') || g.nports >= 10000) {
+			warn("-P: not a list of ports: %.60s", arg);
+			usage(2);
+		}
+		g.ports = xrealloc(g.ports, (size_t)(g.nports + 1) *
+		    sizeof(*g.ports));
+		g.ports[g.nports++] = (int)v;
+		if (*end == '\0')
+			break;
+		p = end + 1;
+	}
+}
+
 static void
 report(void)
 {
@@ -722,7 +800,7 @@ report(void)
 	    "\"delivered\":%zu,\"expected\":%zu,\"missing\":%zu,"
 	    "\"duplicates\":%ld,\"unknown\":%ld,\"acked\":%ld,\"refused\":%ld,"
 	    "\"ack_p50_ms\":%.2f,\"ack_p99_ms\":%.2f,\"dropped\":%d,"
-	    "\"cpu_s\":%.2f}\n",
+	    "\"cpu_s\":%.2f",
 	    g.nsub, g.nbeam, g.nsent, g.rate,
 	    g.t_ready > 0 ? g.t_ready - g.start : -1,
 	    g.t_last > 0 ? g.t_last - g.t_pub : -1,
@@ -732,6 +810,9 @@ report(void)
 	    cpu);
 	free(v);
 	free(a);
+	if (g.nports > 0)
+		report_ports();
+	printf("}\n");
 	if (fflush(stdout) != 0)
 		die("stdout:");
 }
@@ -764,17 +845,20 @@ main(int argc, char **argv)
 	struct lws_vhost *vh;
 	lws_sock_file_fd_type fd;
 	const char *keyfile = NULL, *file = NULL;
-	char err[256], hostport[32];
+	char err[256], (*hostport)[32];
 	int ch, i;
 
 	prog = "fanout";
 	g.setup_max = 30;
 	g.drain_max = 5;
-	while ((ch = getopt_long(argc, argv, "p:k:s:n:r:f:t:w:h", longopts,
+	while ((ch = getopt_long(argc, argv, "p:P:k:s:n:r:f:t:w:h", longopts,
 	    NULL)) != -1) {
 		switch (ch) {
 		case 'p':
 			g.port = (int)num_arg("-p", optarg, 1, 65535);
+			break;
+		case 'P':
+			parse_ports(optarg);
 			break;
 		case 'k':
 			keyfile = optarg;
@@ -848,26 +932,29 @@ main(int argc, char **argv)
 		die("cannot watch the timer");
 	set_tick(10);
 
-	snprintf(hostport, sizeof(hostport), "127.0.0.1:%d", g.port);
+	/* each connection's Host, kept for the whole run */
+	hostport = xcalloc((size_t)g.nconn, sizeof(*hostport));
 	g.start = now_s();
 	for (i = 0; i < g.nconn; i++) {
 		struct conn *c = &g.conns[i];
 
 		c->idx = i;
 		c->state = C_CONNECTING;
+		snprintf(hostport[i], sizeof(hostport[i]), "127.0.0.1:%d",
+		    conn_port(i));
 		memset(&ci, 0, sizeof(ci));
 		ci.context = g.ctx;
 		ci.address = "127.0.0.1";
-		ci.port = g.port;
+		ci.port = conn_port(i);
 		ci.path = "/";
-		ci.host = hostport;
-		ci.origin = hostport;
+		ci.host = hostport[i];
+		ci.origin = hostport[i];
 		ci.local_protocol_name = "fanout";
 		ci.opaque_user_data = c;
 		ci.pwsi = &c->wsi;
 		if (!lws_client_connect_via_info(&ci) && c->state != C_CLOSED)
 			die("connection %d: cannot connect to %s", i,
-			    hostport);
+			    hostport[i]);
 	}
 	while (!g.quit)
 		if (lws_service(g.ctx, 0) < 0)
@@ -885,6 +972,8 @@ main(int argc, char **argv)
 	free(g.table);
 	free(g.lat);
 	free(g.conns);
+	free(g.ports);
+	free(hostport);
 	buf_free(&g.wbuf);
 	key_free(g.key);
 	return g.status;

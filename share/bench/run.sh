@@ -12,6 +12,7 @@
 #   BENCH_INGEST    signed beams per client connection, 4 connections
 #                   (default 10000)
 #   BENCH_FANOUT_S  seconds of publishing at 500 events/s (default 4)
+#   BENCH_FED_*     the federation figures: see fed.sh
 # Everything runs on 127.0.0.1; every node and client started here is
 # stopped on exit.
 set -eu
@@ -492,6 +493,21 @@ if [ "$n_rtt" != 300 ] || [ $((pages + busy)) != 4000 ]; then
 fi
 sum_line "fairness, other user while one floods" "p50 $fp50 ms, p99 $fp99 ms" "[goal p99 < 100 ms] $(goal_lt "$fp99" 100)"
 node_stop
+
+# --- federation -------------------------------------------------------------
+
+# fed.sh starts its own nodes, and writes its summary lines into ours
+echo
+rc=0
+NS_BIN=$NS_BIN NS_LIB=${NS_LIB:-} BENCH_FED_SUMMARY=$summary \
+    sh "$here/fed.sh" || rc=$?
+case $rc in
+0) ;;
+1) trouble=1 ;;
+*)
+	sum_line "federation" "could not run (status $rc)" ""
+	trouble=1 ;;
+esac
 
 echo
 echo "summary (ratios to this run's raw libsodium rates; goals in brackets):"
