@@ -2,7 +2,7 @@
 # make bench-fed, make install PREFIX=...
 include config.mk
 
-PROGS   = ns-keygen ns-sign ns-verify ns-serve ns-beam ns-client ns-log ns-gossip
+PROGS   = ns-keygen ns-sign ns-verify ns-serve ns-beam ns-client ns-log ns-gossip ns-relay
 SCRIPTS = ns-node
 BIN     = $(PROGS:%=bin/%)
 COMMON_SRC = $(wildcard common/*.c)

@@ -26,7 +26,8 @@ tree_sort(const char *space, struct tree_node *nodes, size_t n)
 		    (const unsigned char *)nodes[i].did, strlen(nodes[i].did));
 		crypto_hash_sha256_final(&st, nodes[i].key);
 	}
-	qsort(nodes, n, sizeof(*nodes), by_key);
+	if (n > 1)	/* qsort's base may not be NULL, even for n == 0 */
+		qsort(nodes, n, sizeof(*nodes), by_key);
 }
 
 size_t

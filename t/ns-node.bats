@@ -72,14 +72,14 @@ rerun() {
 
 stage_pids() {
 	local s
-	for s in serve verify log beam gossip; do cat "$NODE_DIR/run/$s.pid"; done
+	for s in serve verify log beam relay gossip; do cat "$NODE_DIR/run/$s.pid"; done
 }
 
 # what a refused run must leave alone (the stats files change
 # every second by itself)
 snapshot() {
 	(cd "$NODE_DIR" && stat -c '%n %i %y %s %a' config node.key lock run/* |
-		grep -v 'serve\.stats\|gossip\.stats')
+		grep -v 'serve\.stats\|gossip\.stats\|relay\.stats')
 }
 
 @test "ns-node: a second run on a running node is refused in one line, exit 2, touching nothing" {
@@ -101,7 +101,7 @@ snapshot() {
 	node_start
 	# the stages, the per-stage loops and the watcher
 	pids="$(stage_pids) $(cat "$NODE_DIR"/run/*.loop "$NODE_DIR/run/watch.pid")"
-	[ "$(echo $pids | wc -w)" -eq 11 ]
+	[ "$(echo $pids | wc -w)" -eq 13 ]
 	old=$NODE_PID
 	kill -KILL "$NODE_PID"
 	wait "$NODE_PID" || :
@@ -308,7 +308,7 @@ EOF
 	assert_jq ".up == true and .pid == $NODE_PID and .did == \"$NODE_DID\""
 	assert_jq ".listen == \"127.0.0.1:$port\" and .address == \"127.0.0.1:$port\""
 	assert_jq '.uptime >= 0 and .uptime < 600'
-	assert_jq '(.stages | keys) == ["beam","gossip","log","serve","verify"]'
+	assert_jq '(.stages | keys) == ["beam","gossip","log","relay","serve","verify"]'
 	for s in serve verify log beam; do
 		assert_jq ".stages.$s == {\"pid\":$(cat "$NODE_DIR/run/$s.pid"),\"restarts\":0}"
 	done

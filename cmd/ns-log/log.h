@@ -171,6 +171,17 @@ void handle_read(struct log *L, const struct bus_req *r, int method,
     struct buf *out);
 void handle_beam_get(struct log *L, const struct bus_req *r,
     struct buf *out);
+struct space *read_space(struct log *L, const struct bus_req *r, int check,
+    struct buf *out);
+
+/* stream.c: live streams' requests, checked before ns-relay acts */
+enum { ST_PUSH, ST_WATCH, ST_UNWATCH, ST_RECENT, ST_JOIN, ST_ATTACH,
+    ST_FETCH };
+void handle_stream(struct log *L, const struct bus_req *r, int which,
+    struct buf *out);
+void watch_restore(struct log *L, const struct bus_req *r, struct space *sp,
+    const char *key, struct buf *out);
+#define WATCH_PREFIX "chunk:"	/* the subscription key of a stream's chunks */
 
 /* subs.c: who is subscribed to what, as ns-serve has it */
 void subs_add(int64_t conn, const char *did, const char *role,

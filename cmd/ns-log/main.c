@@ -29,6 +29,7 @@ enum method {
 	M_BEAM, M_DELETE, M_GET,
 	M_HISTORY, M_MEMBERS, M_INFO, M_SUB, M_UNSUB, M_RESTORE,
 	M_SUBMIT, M_BROADCAST, M_HEAD, M_SYNC, M_RESPONSE, M_FAIL, M_FOLLOWS,
+	M_STREAM,	/* and the stream methods after it, in ST_ order */
 };
 static const char *const methods[] = {
 	"space.create", "space.join", "space.leave", "space.invite",
@@ -37,7 +38,9 @@ static const char *const methods[] = {
 	"space.history", "space.members", "space.info", "subscribe",
 	"unsubscribe", "sub.restore",
 	"node.submit", "node.broadcast", "node.head", "node.sync",
-	"rpc.response", "peer.fail", "log.follows", NULL,
+	"rpc.response", "peer.fail", "log.follows",
+	"stream.push", "stream.watch", "stream.unwatch", "stream.recent",
+	"relay.join", "relay.attach", "relay.fetch", NULL,
 };
 
 /* One line of a batch: where its output lies in the batch buffer, and for
@@ -137,6 +140,10 @@ static void
 handle(struct log *L, const struct bus_req *r, int m, int unchecked,
     int64_t now, const char *line, size_t len, struct buf *out)
 {
+	if (m >= M_STREAM) {
+		handle_stream(L, r, m - M_STREAM, out);
+		return;
+	}
 	switch (m) {
 	case M_SUBMIT:
 		handle_submit(L, r, now, out);

@@ -35,7 +35,7 @@ can_read(struct log *L, const struct space *sp, const char *did,
 
 /* The space params.space names, if r may read it (with check); else
  * answers r and returns NULL. */
-static struct space *
+struct space *
 read_space(struct log *L, const struct bus_req *r, int check, struct buf *out)
 {
 	const char *id = sget(r->params, "space"), *kid;

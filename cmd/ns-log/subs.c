@@ -113,26 +113,30 @@ void
 subs_end(struct buf *out, int64_t conn, const char *space, enum bus_err e,
     const char *message)
 {
-	jv p = jv_object_set(jv_object(), jv_string("space"), jv_string(space));
+	size_t pl = sizeof(WATCH_PREFIX) - 1;
+	int watch = strncmp(space, WATCH_PREFIX, pl) == 0;
+	jv p = jv_object_set(jv_object(), jv_string("space"),
+	    jv_string(watch ? space + pl : space));
 
 	bus_subscribe(out, conn, space, 0);
 	p = jv_object_set(p, jv_string("reason"), jv_string(bus_err_reason(e)));
 	p = jv_object_set(p, jv_string("message"), jv_string(message));
-	bus_send(out, conn, bus_notification("unsubscribed", p));
+	bus_send(out, conn, bus_notification(watch ? "unwatched" :
+	    "unsubscribed", p));
 }
 
-/* After an event that may take read access away (leave, remove, rules):
- * every subscriber of sp who may no longer read it is cut off, before any
- * later envelope goes out. */
-void
-subs_recheck(struct log *L, struct space *sp, struct buf *out)
+/* End every subscription to key (sp's events, or its chunks) whose
+ * reader may no longer read sp. */
+static void
+recheck_key(struct log *L, struct space *sp, const char *key,
+    struct buf *out)
 {
 	struct lsub *s, *next;
 	int rc;
 
-	for (s = by_space[strhash(sp->id) % SUB_BUCKETS]; s; s = next) {
+	for (s = by_space[strhash(key) % SUB_BUCKETS]; s; s = next) {
 		next = s->snext;
-		if (strcmp(s->space, sp->id) != 0)
+		if (strcmp(s->space, key) != 0)
 			continue;
 		rc = can_read(L, sp, s->did, s->node ? "node" : "client");
 		if (rc == 1)
@@ -140,9 +144,26 @@ subs_recheck(struct log *L, struct space *sp, struct buf *out)
 		if (rc < 0)
 			L->failed = 1;
 		/* on a failure too: a reader is never left in by doubt */
-		subs_end(out, s->conn, sp->id, E_FORBIDDEN,
+		subs_end(out, s->conn, key, E_FORBIDDEN,
 		    "read access to the space was withdrawn");
 		unlink_sub(s);
+	}
+}
+
+/* After an event that may take read access away (leave, remove, rules):
+ * every subscriber of sp, and every watcher of a stream's chunks, who may
+ * no longer read it is cut off, before any later envelope goes out. */
+void
+subs_recheck(struct log *L, struct space *sp, struct buf *out)
+{
+	struct buf key = BUF_INIT;
+
+	recheck_key(L, sp, sp->id, out);
+	if (sp->type == SP_STREAM) {
+		buf_adds(&key, WATCH_PREFIX);
+		buf_adds(&key, sp->id);
+		recheck_key(L, sp, key.p, out);
+		buf_free(&key);
 	}
 }
 
@@ -151,15 +172,23 @@ subs_recheck(struct log *L, struct space *sp, struct buf *out)
 void
 subs_restore(struct log *L, const struct bus_req *r, struct buf *out)
 {
-	const char *id = sget(r->params, "space");
+	const char *id = sget(r->params, "space"), *sid;
+	size_t pl = sizeof(WATCH_PREFIX) - 1;
 	struct space *sp;
-	int err, rc = 0;
+	int err, rc = 0, watch;
 
 	if (!id || r->conn < 0)
 		return;
-	sp = space_find(L, id, &err);
+	watch = strncmp(id, WATCH_PREFIX, pl) == 0;
+	sid = watch ? id + pl : id;
+	sp = space_find(L, sid, &err);
+	if (sp && watch && sp->type != SP_STREAM)
+		sp = NULL;
 	if (sp && (rc = can_read(L, sp, r->did, r->role)) == 1) {
-		subs_add(r->conn, r->did, r->role, id);
+		if (watch)
+			watch_restore(L, r, sp, id, out);
+		else
+			subs_add(r->conn, r->did, r->role, id);
 		return;
 	}
 	if (err || rc < 0)

@@ -17,7 +17,8 @@ static const char *const client_methods[] = {
 	"space.create", "space.join", "space.leave", "space.invite",
 	"space.remove", "space.rules", "space.beam", "space.history",
 	"space.members", "space.info", "subscribe", "unsubscribe",
-	"beam.get", "beam.delete", "stream.push", NULL,
+	"beam.get", "beam.delete", "stream.push", "stream.watch",
+	"stream.unwatch", "stream.recent", NULL,
 };
 
 /* A node reads as its members may, and submits events only through
@@ -26,7 +27,8 @@ static const char *const node_methods[] = {
 	"space.history", "space.members", "space.info", "subscribe",
 	"unsubscribe", "beam.get",
 	"node.submit", "node.broadcast", "node.head", "node.sync",
-	"relay.join", "relay.leave", "relay.chunk", NULL,
+	"relay.join", "relay.attach", "relay.leave", "relay.chunk",
+	"relay.fetch", NULL,
 };
 
 static struct buf pbuf = BUF_INIT;	/* canonical params */
