@@ -337,10 +337,11 @@ handle_msg(struct conn *c, const char *p, size_t len)
 	}
 	/* the cap is known only here; refusing before ns-log answers keeps
 	 * a client from believing in a subscription that was dropped */
-	if (strcmp(method, "subscribe") == 0 && c->nsubs >= SUBS_MAX) {
+	if ((strcmp(method, "subscribe") == 0 ||
+	    strcmp(method, "stream.watch") == 0) && c->nsubs >= SUBS_MAX) {
 		if (has_id)
-			send_error(c, jv_copy(id), E_TOO_LARGE,
-			    "at most 256 subscriptions per connection");
+			send_error(c, jv_copy(id), E_TOO_LARGE, "at most 256 "
+			    "subscriptions and watches per connection");
 		goto out;
 	}
 	/* one DID may not fill a node others are waiting on, however many
