@@ -368,3 +368,45 @@ EOF
 		shift
 	done
 }
+
+@test "ns-node: nodes started together on port 0 each serve on a port of their own, kept across a serve restart" {
+	local n pids=() ports
+	for n in 1 2 3 4 5 6 7 8; do
+		NS_LISTEN=127.0.0.1:0 "${NS_NODE[@]}" init "$T/n$n" >/dev/null
+	done
+	for n in 1 2 3 4 5 6 7 8; do
+		"${NS_NODE[@]}" run "$T/n$n" 3>&- >"$T/n$n/log" 2>&1 &
+		pids+=("$!")
+	done
+	LEFT_PIDS="${pids[*]}"
+	for n in 1 2 3 4 5 6 7 8; do
+		i=0
+		until [ -s "$T/n$n/run/port" ]; do
+			[ $i -lt 150 ] || { cat "$T/n$n/log" >&2; false; }
+			sleep 0.1
+			i=$((i + 1))
+		done
+	done
+	ports=$(cat "$T"/n*/run/port | sort -u | wc -l)
+	[ "$ports" -eq 8 ]
+	# every node names itself by the port it got
+	for n in 1 2 3 4 5 6 7 8; do
+		p=$(cat "$T/n$n/run/port")
+		run -0 ns-client -u "ws://127.0.0.1:$p/" login
+		assert_jq ".node == \"$("${NS_NODE[@]}" did "$T/n$n")\""
+		grep -q "address 127.0.0.1:$p)" "$T/n$n/log"
+	done
+	# a restarted ns-serve binds the same port
+	p=$(cat "$T/n1/run/port")
+	old=$(cat "$T/n1/run/serve.pid")
+	kill -KILL "$old"
+	wait_new "$T/n1/run/serve.pid" "$old"
+	i=0
+	until ns-client -t 2 -u "ws://127.0.0.1:$p/" login >/dev/null 2>&1; do
+		[ $i -lt 50 ] || false
+		sleep 0.2
+		i=$((i + 1))
+	done
+	for pid in "${pids[@]}"; do kill -TERM "$pid"; done
+	wait_gone "${pids[@]}"
+}
