@@ -17,6 +17,7 @@
 #define PROG		"ns-gossip"
 #define FANOUT		10	/* children per node in the tier tree */
 #define LAZY		2	/* announcements per new envelope */
+#define LAZY_MAX	16	/* nodes announced to per space per tick */
 #define AE_MS		10000	/* anti-entropy: heads exchanged this often */
 #define SYNC_MS		15000	/* a sync page has this long to come */
 #define SYNC_PAGE	1000

@@ -147,10 +147,17 @@ applied(int i, int64_t seq, int hops, int pushed)
 	for (size_t c = 0; c < nk; c++)
 		send(EV_BROADCAST, i, (int)kids[c], seq, hops + 1);
 	size_t nl = tree_lazy(n_nodes - 1, s->index, kids, nk, lazy_n, rnd, lz);
-	free(s->lazy);
-	s->lazy = xmalloc((nl ? nl : 1) * sizeof(*s->lazy));
-	memcpy(s->lazy, lz, nl * sizeof(*lz));
-	s->nlazy = nl;
+	/* the nodes of every envelope since the last tick, as ns-gossip
+	 * keeps them */
+	if (!s->lazy)
+		s->lazy = xmalloc(LAZY_MAX * sizeof(*s->lazy));
+	for (size_t j = 0; j < nl && s->nlazy < LAZY_MAX; j++) {
+		int known = 0;
+		for (size_t k = 0; k < s->nlazy && !known; k++)
+			known = s->lazy[k] == lz[j];
+		if (!known)
+			s->lazy[s->nlazy++] = lz[j];
+	}
 }
 
 static void

@@ -120,6 +120,30 @@ sync_from(struct gspace *s, const char *did, const char *address)
 	buf_free(&m);
 }
 
+/* Add the {node, address} objects of arr (borrowed) to the nodes s
+ * announces its head to at the next tick, each once, LAZY_MAX at most. */
+static void
+lazy_add(struct gspace *s, jv arr)
+{
+	if (jv_get_kind(arr) != JV_KIND_ARRAY)
+		return;
+	jv_array_foreach(arr, i, o) {
+		const char *did = jsonl_str(o, "node");
+		int known = 0;
+
+		for (size_t j = 0; did && j < s->nlazy && !known; j++)
+			known = strcmp(s->lazy[j].did, did) == 0;
+		if (did && !known && jsonl_str(o, "address") &&
+		    s->nlazy < LAZY_MAX) {
+			s->lazy = xrealloc(s->lazy, (s->nlazy + 1) *
+			    sizeof(*s->lazy));
+			memset(&s->lazy[s->nlazy], 0, sizeof(*s->lazy));
+			naddr_set(&s->lazy[s->nlazy++], o);
+		}
+		jv_free(o);
+	}
+}
+
 /* gossip.push: ns-log stored an envelope; p holds its space, seq, hash,
  * owner, the children to push it to, the nodes to announce it to, and the
  * envelope itself. */
@@ -153,9 +177,10 @@ space_push(jv p)
 		    m.len, NULL);
 		jv_free(c);
 	}
-	/* the other links only hear of it, at the next tick */
-	naddrs_free(s->lazy, s->nlazy);
-	s->lazy = naddrs_of(lazy, &s->nlazy);
+	/* the other links only hear of it, at the next tick: the nodes
+	 * named for every envelope since the last one, so that a burst
+	 * spreads its announcements as widely as single envelopes would */
+	lazy_add(s, lazy);
 out:
 	buf_free(&m);
 	jv_free(env);
