@@ -18,6 +18,8 @@
 
 enum { E_EMIT, E_CHUNK, E_BEAT, E_FETCH, E_FETCHED, E_KILL };
 
+#define START_MS	3000	/* the first chunk, once the tree stands */
+
 struct ev {
 	int64_t t;
 	int type, from, to;
@@ -131,7 +133,7 @@ deliver(int v)
 	while (s->delivered + 1 <= nchunks && s->have[s->delivered + 1]) {
 		s->delivered++;
 		lat[(size_t)v * (size_t)(nchunks + 1) + (size_t)s->delivered] =
-		    now - s->delivered * interval;
+		    now - (START_MS + (s->delivered - 1) * interval);
 		if (s->last_deliver_t && now - s->last_deliver_t > s->worst_gap)
 			s->worst_gap = now - s->last_deliver_t;
 		s->last_deliver_t = now;
@@ -304,17 +306,17 @@ sim_main(int argc, char **argv)
 	/* the stream starts once the tree stands; relays are killed one at
 	 * a time, each after the tree mended from the one before */
 	{
-		struct ev e = { 3000, E_EMIT, 0, 0, 1 };
+		struct ev e = { START_MS, E_EMIT, 0, 0, 1 };
 		push(e);
 	}
 	for (int64_t k = 0; k < kills; k++) {
 		/* a node that relays: among the first third of the tree */
 		int v = 1 + (int)rnd((unsigned)(viewers / 3 ? viewers / 3 : 1));
-		struct ev x = { 3000 + (k + 1) * (nchunks * interval) /
+		struct ev x = { START_MS + (k + 1) * (nchunks * interval) /
 		    (kills + 1), E_KILL, v, v, 0 };
 		push(x);
 	}
-	while (nheap && (now = heap[0].t) <= 3000 + nchunks * interval + 10000)
+	while (nheap && (now = heap[0].t) <= START_MS + nchunks * interval + 10000)
 		step(pop());
 	all = xmalloc(nn * (size_t)nchunks * sizeof(*all));
 	for (size_t i = 1; i < nn; i++) {
