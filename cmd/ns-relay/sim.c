@@ -19,6 +19,7 @@
 enum { E_EMIT, E_CHUNK, E_BEAT, E_FETCH, E_FETCHED, E_KILL };
 
 #define START_MS	3000	/* the first chunk, once the tree stands */
+#define MEND_MS		(SILENT_MS + 2 * BEAT_MS)	/* a kill mended */
 
 struct ev {
 	int64_t t;
@@ -251,7 +252,7 @@ sim_main(int argc, char **argv)
 		{ "interval", required_argument, NULL, 'i' },
 		{ NULL, 0, NULL, 0 },
 	};
-	int64_t kills = 3, seed = 1, lost = 0, worst = 0, *all;
+	int64_t kills = 3, seed = 1, lost = 0, worst = 0, kill_gap, *all;
 	size_t viewers = 30, nall = 0, survivors = 0;
 	int c;
 
@@ -287,6 +288,13 @@ sim_main(int argc, char **argv)
 		fprintf(stderr, "ns-relay sim: --kill must be below --nodes\n");
 		return 2;
 	}
+	/* kills are spaced MEND_MS at least: the stream runs long enough */
+	kill_gap = nchunks * interval / (kills + 1);
+	if (kill_gap < MEND_MS) {
+		kill_gap = MEND_MS;
+		if ((kills + 1) * kill_gap / interval > nchunks)
+			nchunks = (kills + 1) * kill_gap / interval;
+	}
 	rng = (uint64_t)seed * 0x9e3779b97f4a7c15ull + 7;
 	nn = viewers + 1;
 	nodes = xcalloc(nn, sizeof(*nodes));
@@ -309,12 +317,18 @@ sim_main(int argc, char **argv)
 		struct ev e = { START_MS, E_EMIT, 0, 0, 1 };
 		push(e);
 	}
-	for (int64_t k = 0; k < kills; k++) {
-		/* a node that relays: among the first third of the tree */
-		int v = 1 + (int)rnd((unsigned)(viewers / 3 ? viewers / 3 : 1));
-		struct ev x = { START_MS + (k + 1) * (nchunks * interval) /
-		    (kills + 1), E_KILL, v, v, 0 };
-		push(x);
+	/* a kill once the tree mended from the one before: the dead node
+	 * silent for SILENT_MS at the owner, then a beat of everyone; the
+	 * stream runs long enough for every kill */
+	{
+		for (int64_t k = 0; k < kills; k++) {
+			/* a node that relays: among the first third */
+			int v = 1 + (int)rnd((unsigned)(viewers / 3 ?
+			    viewers / 3 : 1));
+			struct ev x = { START_MS + (k + 1) * kill_gap, E_KILL,
+			    v, v, 0 };
+			push(x);
+		}
 	}
 	while (nheap && (now = heap[0].t) <= START_MS + nchunks * interval + 10000)
 		step(pop());
