@@ -30,6 +30,7 @@
 #include "sig.h"
 
 static int port, opt_binary, opt_stall, opt_badsig, opt_unmasked, opt_rtt, count = -1;
+static int opt_stamp;
 static long ping_len = -1;
 static long big, fragment, churn;
 static double timeout_s = 10;
@@ -50,9 +51,11 @@ usage(int status)
 	    "           [--address S] [--ts MS] [--bad-sig] [--print-login FILE]]\n"
 	    "           [--binary] [--big N] [--fragment N] [--stall] [--count N]\n"
 	    "           [--timeout SEC] [--quiet MS] [--churn N] [--nl TOKEN]\n"
-	    "           [--unmasked] [--ping N] [--rtt]\n"
+	    "           [--unmasked] [--ping N] [--rtt] [--stamp]\n"
 	    "  --rtt: send stdin lines one at a time, each after the answer to the\n"
-	    "         one before, and print {\"wsc\":\"rtt\",\"ms\":N} for each\n");
+	    "         one before, and print {\"wsc\":\"rtt\",\"ms\":N} for each\n"
+	    "  --stamp: start each message's line with the wall clock in ms and a\n"
+	    "         space\n");
 	exit(status);
 }
 
@@ -338,6 +341,12 @@ static void
 got_message(char *m, size_t n)
 {
 	received++;
+	if (opt_stamp) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		printf("%lld ", (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+	}
 	if (msg_op == 2)
 		fputs("binary:", stdout);
 	out(m, n);
@@ -482,6 +491,7 @@ main(int argc, char **argv)
 		{ "unmasked", no_argument, NULL, 'U' },
 		{ "ping", required_argument, NULL, 'P' },
 		{ "rtt", no_argument, NULL, 'R' },
+		{ "stamp", no_argument, NULL, 'M' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -521,6 +531,7 @@ main(int argc, char **argv)
 		case 'U': opt_unmasked = 1; break;
 		case 'P': ping_len = atol(optarg); break;
 		case 'R': opt_rtt = 1; break;
+		case 'M': opt_stamp = 1; break;
 		case 'h': usage(0); break;
 		default: usage(2);
 		}
