@@ -652,9 +652,11 @@ leave(struct stream *s)
 		goto out;
 	request(s, K_JOIN, s->owner_node, s->owner_address, "relay.leave",
 	    jv_copy(p));
-	for (size_t i = 0; i < s->nparents; i++)
+	for (size_t i = 0; i < s->nparents; i++) {
 		request(s, K_ATTACH, s->parents[i].did, s->parents[i].address,
 		    "relay.leave", jv_copy(p));
+		free(s->parents[i].address);
+	}
 	s->joined = 0;
 	s->nparents = 0;
 out:
