@@ -749,6 +749,28 @@ mark() {
 	[ "$(pubs)" = "1 3 4 5 " ]
 }
 
+@test "ns-relay: a jump in the chunk numbers is skipped in 3 s, however far, and the stage goes on" {
+	c1=$(chunk 1) cj=$(chunk 1000000000000000) cn=$(chunk 1000000000000001)
+	start --stats "$T/stats"
+	feed "$(watch 6 1 true)" "$(push 2 "$c1")"
+	await '.pub'
+	t0=$(now)
+	feed "$(push 3 "$cj")"
+	await '.pub' 2 6000
+	[ $(($(now) - t0)) -ge 3000 ]
+	mark a
+	feed "$(push 4 "$cn")"
+	await '.pub' 3 1000
+	end=$(($(now) + 3000))
+	until jq -e '.streams[0].delivered == 1000000000000001' "$T/stats" >/dev/null 2>&1; do
+		[ "$(now)" -lt "$end" ]
+		sleep 0.05
+	done
+	assert_jq '.streams[0].skipped == 999999999999998' "$(cat "$T/stats")"
+	stop
+	[ "$(pubs)" = "1 1000000000000000 1000000000000001 " ]
+}
+
 @test "ns-relay: a viewer or child not heard from for 6 s is gone" {
 	c1=$(chunk 1) c2=$(chunk 2) c3=$(chunk 3)
 	start

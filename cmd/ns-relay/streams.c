@@ -849,11 +849,17 @@ streams_tick(void)
 			s->fetch_at = now_ms + GAP_MS;
 		}
 		if (s->gap_since && now_ms - s->gap_since >= HOLD_MS) {
-			while (s->delivered < s->edge &&
-			    !held(s, s->delivered + 1)) {
-				s->delivered++;
-				s->skipped++;
-			}
+			/* on to the first chunk held: found among the KEEP
+			 * kept, since the owner's numbers may jump by up to
+			 * 2^53 and counting up to it would stall the ring */
+			int64_t next = s->edge + 1;
+
+			for (int i = 0; i < KEEP; i++)
+				if (s->ring[i] && s->ring_n[i] > s->delivered &&
+				    s->ring_n[i] < next)
+					next = s->ring_n[i];
+			s->skipped += (uint64_t)(next - 1 - s->delivered);
+			s->delivered = next - 1;
 			s->gap_since = 0;
 			deliver(s);
 		}
