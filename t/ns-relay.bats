@@ -651,6 +651,36 @@ mark() {
 	[ "$(count '.m == "peer.send"')" -eq 0 ]
 }
 
+@test "ns-relay: conn.reset ends every watch: a viewer node leaves, the owner node publishes no more" {
+	watch 6 1 false >"$T/in"
+	run -0 bus <"$T/in"
+	id=$(peer_sends relay.join | jq -r .p.msg.id)
+	{
+		watch 6 1 false
+		watch 7 2 false
+		joined "$O" 9 "$id" "$O" "$P"
+		echo '{"m":"conn.reset","first":1767225600000000}'
+		rchunk "$P" 10 "$(chunk 1)"
+	} >"$T/in2"
+	run -0 --separate-stderr bus <"$T/in2"
+	[ -z "$stderr" ]
+	[ "$(count '.m == "conn.reset"')" -eq 1 ]
+	[ "$(index '.p.msg.method == "relay.leave"')" -lt "$(index '.m == "conn.reset"')" ]
+	[ "$(peer_sends relay.leave | jq -r .p.node | sort | tr '\n' ' ')" = "$(printf '%s\n' "$O" "$O" "$P" | sort | tr '\n' ' ')" ]
+	[ "$(count '.pub')" -eq 0 ]
+	{
+		watch 6 1 true
+		push 2 "$(chunk 1)"
+		echo '{"m":"conn.reset","first":1767225600000000}'
+		push 3 "$(chunk 2)"
+		# a watch after the reset counts
+		watch 8 4 true
+		push 5 "$(chunk 3)"
+	} >"$T/in3"
+	run -0 bus <"$T/in3"
+	[ "$(pubs)" = "1 3 " ]
+}
+
 @test "ns-relay: relay.leave drops a viewer from the owner's tree and a child from its parent" {
 	{
 		node_req relay.admit "$C" "$CA" 1

@@ -114,7 +114,11 @@ line(const char *p, size_t len)
 		return 1;
 	if (bus_is(p, len, "tick"))
 		return 1;	/* the relay keeps its own, finer time */
-	if (bus_is(p, len, "conn.close") || bus_is(p, len, "conn.reset")) {
+	if (bus_is(p, len, "conn.reset")) {
+		on_conn_close(-1);	/* ns-serve restarted: every watch ends */
+		return 1;
+	}
+	if (bus_is(p, len, "conn.close")) {
 		if (bus_parse(p, len, &r) == 0) {
 			if (r.conn >= 0)
 				on_conn_close(r.conn);

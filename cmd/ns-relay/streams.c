@@ -691,13 +691,14 @@ on_unwatch(int64_t conn, const char *key)
 		}
 }
 
+/* The watches of connection conn end; of every connection for conn -1. */
 void
 on_conn_close(int64_t conn)
 {
 	struct watch **pp = &watches;
 
 	while (*pp)
-		if ((*pp)->conn == conn)
+		if ((*pp)->conn == conn || conn < 0)
 			unwatch(pp);
 		else
 			pp = &(*pp)->next;
