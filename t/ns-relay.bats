@@ -541,6 +541,27 @@ mark() {
 	assert_jq '. == {to:6,r:3}' "$(sel '.r == 3')"
 }
 
+@test "ns-relay: an answer to a request of ours from another node than the one asked is not taken" {
+	watch 6 1 false >"$T/in"
+	run -0 bus <"$T/in"
+	id=$(peer_sends relay.join | jq -r .p.msg.id)
+	{
+		watch 6 1 false
+		# D answers the join meant for the owner node: far ahead, and
+		# itself as the parent
+		resp "$D" 8 "$id" "$(jq -nc --arg s "$S" --arg d "$D" '{space:$s,edge:1000000,index:1,parents:[{node:$d,address:"d:1"}]}')"
+		rchunk "$P" 10 "$(chunk 1)"
+		# the owner node's answer is still awaited, and taken
+		joined "$O" 9 "$id" "$O" "$P"
+		rchunk "$P" 11 "$(chunk 2)"
+	} >"$T/in2"
+	run -0 --separate-stderr bus <"$T/in2"
+	[ -z "$stderr" ]
+	assert_jq '. == {to:100,r:8}' "$(sel '.r == 8')"
+	[ "$(peer_sends relay.attach | jq -r .p.node | tr '\n' ' ')" = "$O $P " ]
+	[ "$(pubs)" = "1 2 " ]
+}
+
 @test "ns-relay: chunks from parents reach the watchers once and in order, and go on to the children" {
 	{
 		watch 6 1 false

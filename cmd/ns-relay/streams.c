@@ -706,13 +706,15 @@ on_conn_close(int64_t conn)
 
 /* ---- answers of other nodes ---- */
 
+/* Our request id, if from (NULL: anyone) is the node it was sent to. */
 static struct pend *
-pend_take(const char *id)
+pend_take(const char *id, const char *from)
 {
 	struct pend **pp, *p;
 
 	for (pp = &pends; (p = *pp); pp = &p->next)
-		if (strcmp(p->id, id) == 0) {
+		if (strcmp(p->id, id) == 0 && (!from || !p->node[0] ||
+		    strcmp(from, p->node) == 0)) {
 			*pp = p->next;
 			return p;
 		}
@@ -774,7 +776,9 @@ on_response(const struct bus_req *r)
 {
 	const char *id = jsonl_str(r->params, "id");
 	jv result = jsonl_get(r->params, "result"), list;
-	struct pend *p = id ? pend_take(id) : NULL;
+	/* only the node asked answers: ids are easily guessed, and another
+	 * node's answer to a join could place this one anywhere */
+	struct pend *p = id ? pend_take(id, r->did ? r->did : "") : NULL;
 
 	bus_done(&out, r);
 	if (!p || !stream_live(p->s) || jv_get_kind(result) != JV_KIND_OBJECT)
@@ -808,7 +812,7 @@ void
 on_peer_fail(const struct bus_req *r)
 {
 	const char *id = jsonl_str(r->params, "id");
-	struct pend *p = id ? pend_take(id) : NULL;
+	struct pend *p = id ? pend_take(id, NULL) : NULL;
 
 	/* the next beat tries again, and the owner places us anew */
 	free(p);
