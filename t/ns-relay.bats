@@ -973,7 +973,7 @@ check_tree() {
 	[ "$output" != "$first" ]
 	assert_jq '.seed == 2'
 	run -0 ns-relay sim --nodes 50 --fanout 4 --kill 0 --chunks 100 --interval 20 --seed 7
-	assert_jq '.nodes == 50 and .fanout == 4 and .killed == 0 and .interval_ms == 20 and .seed == 7'
+	assert_jq '.nodes == 50 and .fanout == 4 and .killed == 0 and .chunks == 100 and .interval_ms == 20 and .seed == 7'
 	assert_jq '.survivors == 50 and .lost == 0'
 }
 

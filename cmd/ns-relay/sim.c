@@ -290,7 +290,7 @@ sim_main(int argc, char **argv)
 	}
 	/* kills are spaced MEND_MS at least: the stream runs long enough */
 	kill_gap = nchunks * interval / (kills + 1);
-	if (kill_gap < MEND_MS) {
+	if (kills && kill_gap < MEND_MS) {
 		kill_gap = MEND_MS;
 		if ((kills + 1) * kill_gap / interval > nchunks)
 			nchunks = (kills + 1) * kill_gap / interval;
