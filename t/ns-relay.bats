@@ -225,6 +225,12 @@ mark() {
 	run -2 ns-relay --bogus
 	run -2 ns-relay frobnicate
 	run -2 ns-relay tree extra </dev/null
+	# the stage's options are the stage's only
+	run -2 ns-relay tree --stats "$T/s" </dev/null
+	run -2 ns-relay tree --state "$T/s" </dev/null
+	run -2 ns-relay tree -n "$NODE" </dev/null
+	run -2 ns-relay -a "$NA" tree </dev/null
+	[ ! -e "$T/s" ]
 	run -2 --separate-stderr ns-relay --bus -n "$NODE" -a "$NA" --fanout 1 </dev/null
 	assert_match '^ns-relay: --fanout: not a number from 2 to 64: 1' "$stderr"
 	run -2 ns-relay --bus -n "$NODE" -a "$NA" --fanout 65 </dev/null

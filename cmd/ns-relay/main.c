@@ -385,7 +385,8 @@ main(int argc, char **argv)
 		}
 		return run_bus();
 	}
-	if (optind + 1 != argc || strcmp(argv[optind], "tree") != 0)
+	if (optind + 1 != argc || strcmp(argv[optind], "tree") != 0 ||
+	    self_did || self_address || stats_file || state_file)
 		usage(2);
 	return run_tree();
 }
