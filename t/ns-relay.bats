@@ -510,6 +510,34 @@ mark() {
 	assert_jq '.msg.result == {space:"stream/z6MkNobody/x",edge:0,chunks:[]}' "$(sel '.to == 6 and .r == 10')"
 }
 
+@test "ns-relay: an answer of kept chunks fits in a message: about 512 KiB of chunks at most" {
+	# 64 chunks near the 64 KiB limit
+	data=$(head -c 65000 /dev/zero | tr '\0' A)
+	jq -nc --arg s "$S" --arg a "$A" --arg d "$data" \
+	    'range(1; 65) | {type:"stream.chunk",space:$s,n:.,data:$d,author:$a}' |
+		ns-sign -k "$AK" --ts 1767225600000 |
+		jq -c --arg d "$A" '{m:"relay.push",c:5,r:(1000 + input_line_number),did:$d,
+		    role:"client",id:(1000 + input_line_number),p:{chunk:.}}' >"$T/in"
+	{
+		reads relay.gap 1 0
+		reads relay.recent 2 "" 256
+		reads relay.gap 3 8
+	} >>"$T/in"
+	run -0 --separate-stderr bus <"$T/in"
+	[ -z "$stderr" ]
+	for r in 1 2 3; do
+		a=$(sel ".to == 6 and .r == $r")
+		# within a WebSocket message (1 MiB), the bus line included
+		[ "${#a}" -lt 1048576 ]
+		assert_jq '.msg.result.edge == 64 and (.msg.result.chunks | length) >= 7' "$a"
+	done
+	# from where they were asked, in order, with no hole
+	assert_jq '[.msg.result.chunks[].n] == [range(1; 1 + (.msg.result.chunks | length))]' "$(sel '.to == 6 and .r == 1')"
+	assert_jq '.msg.result.chunks[0].n == 9' "$(sel '.to == 6 and .r == 3')"
+	# the last ones, when no after is given
+	assert_jq '.msg.result.chunks[-1].n == 64' "$(sel '.to == 6 and .r == 2')"
+}
+
 # --- a viewer node ----------------------------------------------------------
 
 @test "ns-relay: the first watch on a viewer node joins the tree; the owner's answer attaches it to its parents" {

@@ -21,6 +21,8 @@
 #include "tree.h"
 
 #define CHUNK_MAX	65536	/* canonical bytes of a chunk */
+#define ANSWER_MAX	(512 * 1024)	/* of chunks in one answer: a message
+				 * is at most 1 MiB (protocol.md, 14) */
 #define PEND_MAX	1024
 
 extern const char *self_address;
@@ -535,22 +537,46 @@ on_leave(const struct bus_req *r)
 	    jv_string(sid ? sid : "")));
 }
 
-/* The held chunks of s after after, at most limit, as a result. */
+/* The held chunks of s after after, at most limit and ANSWER_MAX bytes
+ * (one chunk at least), as a result. */
 static jv
 chunks_after(struct stream *s, int64_t after, int64_t limit)
 {
 	jv a = jv_array();
 	int64_t from = after + 1, k = 0;
+	size_t bytes = 0, len;
 
 	if (from <= s->edge - KEEP)
 		from = s->edge - KEEP + 1;
 	for (int64_t n = from; n <= s->edge && k < limit; n++)
 		if (held(s, n)) {
+			len = strlen(s->ring[n % KEEP]);
+			if (k && bytes + len > ANSWER_MAX)
+				break;
+			bytes += len;
 			a = jv_array_append(a, canon_parse(s->ring[n % KEEP],
-			    strlen(s->ring[n % KEEP])));
+			    len));
 			k++;
 		}
 	return a;
+}
+
+/* Where the last limit numbers of s start, or later, so that the chunks
+ * held from there fit in one answer. */
+static int64_t
+last_after(struct stream *s, int64_t limit)
+{
+	int64_t after = s->edge - limit;
+	size_t bytes = 0, len;
+
+	for (int64_t n = s->edge; n > after && n > s->edge - KEEP; n--)
+		if (held(s, n)) {
+			len = strlen(s->ring[n % KEEP]);
+			if (bytes && bytes + len > ANSWER_MAX)
+				return n;
+			bytes += len;
+		}
+	return after;
 }
 
 static void
@@ -571,7 +597,7 @@ answer_chunks(const struct bus_req *r, int64_t dflt)
 	    jv_number(s ? (double)s->edge : 0));
 	/* no after: the last `limit` chunks */
 	if (s && after < 0)
-		after = s->edge - limit;
+		after = last_after(s, limit);
 	res = jv_object_set(res, jv_string("chunks"), s ? chunks_after(s,
 	    after, limit) : jv_array());
 	bus_result(&out, r, res);
