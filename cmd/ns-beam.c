@@ -186,7 +186,8 @@ store_open(struct store *s, int rw, int sync_full)
 		s->db = db_open(s->path, migrations, NMIGRATIONS, sync_full, err,
 		    sizeof(err));
 	else
-		s->db = db_open_ro(s->path, NMIGRATIONS, err, sizeof(err));
+		s->db = db_open_ro(s->path, migrations, NMIGRATIONS, err,
+		    sizeof(err));
 	if (!s->db)
 		die("%s", err);
 	for (int i = 0; i < Q_N; i++) {

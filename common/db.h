@@ -23,10 +23,12 @@ sqlite3 *db_open(const char *path, const char *const *migrations,
 /*
  * Open an existing database read-only (for reporting tools running beside
  * a live stage; WAL lets them read while it writes).  Checks that
- * user_version is 1..maxversion.  Returns NULL with a message in err.
+ * user_version is 1..maxversion; a database of an older version (whose
+ * stage has not run since an upgrade) is migrated first, and the handle
+ * is then read-write.  Returns NULL with a message in err.
  */
-sqlite3 *db_open_ro(const char *path, int maxversion, char *err,
-    size_t errlen);
+sqlite3 *db_open_ro(const char *path, const char *const *migrations,
+    int maxversion, char *err, size_t errlen);
 
 /* BEGIN IMMEDIATE / COMMIT / ROLLBACK: 0, or -1 (see sqlite3_errmsg). */
 int db_begin(sqlite3 *db);

@@ -985,3 +985,24 @@ line() {
 	run -0 bus <<<"$(sbeam "$A" 2 "$(refto "$AK" "$CH" "$P")" "$beam")"
 	line 0 '.m == "beam.store" and .p.result.seq == 2'
 }
+
+@test "ns-log: a schema version 4 database is upgraded; its events are kept, verify, and are found again" {
+	# log-v4.db holds what log-v4.bus did to an empty database of
+	# schema version 4: a channel made by alice on the fixture node, and
+	# three beams
+	cp "$BATS_TEST_DIRNAME/fixtures/log-v4.db" "$BATS_TEST_TMPDIR/v4.db"
+	cp "$BATS_TEST_DIRNAME/fixtures/keys/node.key" "$BATS_TEST_TMPDIR/node.key"
+	chmod 600 "$BATS_TEST_TMPDIR/node.key"
+	run -0 ns-log -d "$BATS_TEST_TMPDIR/v4.db" verify
+	assert_jq '.ok == true and .head == 4'
+	[ "$(sqlite3 "$BATS_TEST_TMPDIR/v4.db" 'PRAGMA user_version')" -ge 5 ]
+	# the same requests again: each answered with its first seq, nothing new
+	run -0 --separate-stderr ns-log --bus -k "$BATS_TEST_TMPDIR/node.key" \
+		-d "$BATS_TEST_TMPDIR/v4.db" -a 127.0.0.1:7700 <"$BATS_TEST_DIRNAME/fixtures/log-v4.bus"
+	printf '%s\n' "$output" | jq -e -s '[.[] | select(.msg.result.seq == 1)] | length == 1' >/dev/null
+	[ "$(printf '%s\n' "$output" | jq -r 'select(.m == "beam.store") | .p.result.seq' | tr '\n' ' ')" = "2 3 4 " ]
+	run -0 ns-log -d "$BATS_TEST_TMPDIR/v4.db" history "$(jq -r .p.event.space <"$BATS_TEST_DIRNAME/fixtures/log-v4.bus" | head -n 1)"
+	[ "${#lines[@]}" -eq 4 ]
+	# a beam's read rule still finds the space that refers to it
+	[ "$(sqlite3 "$BATS_TEST_TMPDIR/v4.db" 'SELECT count(*) FROM refs')" -eq 3 ]
+}

@@ -319,7 +319,7 @@ apply_envelope(struct log *L, jv env, const char *from, struct buf *out)
 		    "owner's space.create", sid, (long long)seq);
 		goto bad;
 	}
-	if (sp && (rc = q(L, S_ENV_DUP, "tt", sid, ei.id)) != 0) {
+	if (sp && (rc = q(L, S_ENV_DUP, "tit", sid, ei.ts, ei.id)) != 0) {
 		if (rc > 0)
 			rst(L, S_ENV_DUP);
 		warn("%.80s: seq %lld: an event sequenced twice", sid,
@@ -334,7 +334,7 @@ apply_envelope(struct log *L, jv env, const char *from, struct buf *out)
 		goto bad;
 	}
 	if (apply(L, &sp, &ei) != 0 || event_id(env, &L->body, hash) != 0 ||
-	    q(L, S_ENV_INS, "tittb", sid, seq, ei.id, hash, L->body.p,
+	    q(L, S_ENV_INS, "tiittb", sid, seq, ei.ts, ei.id, hash, L->body.p,
 	    (int)L->body.len) < 0)
 		goto failed;
 	space_set_head(L, sp, seq, hash);

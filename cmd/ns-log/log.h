@@ -149,7 +149,7 @@ int admit(struct log *L, struct space *sp, const struct evinfo *ei,
     enum bus_err *e, const char **why);
 int apply(struct log *L, struct space **spp, const struct evinfo *ei);
 int64_t append(struct log *L, struct space *sp, jv ev, const char *evid,
-    int64_t now);
+    int64_t ts, int64_t now);
 
 /* write.c: the methods that carry events */
 enum { SEQ_NEW, SEQ_DUP, SEQ_REFUSED, SEQ_FAILED };

@@ -408,7 +408,8 @@ main(int argc, char **argv)
 		L.address = address;
 		run_bus(&L, (size_t)batch);
 	} else {
-		if (!(db = db_open_ro(dbfile, nmigrations, err, sizeof(err))))
+		if (!(db = db_open_ro(dbfile, migrations, nmigrations, err,
+		    sizeof(err))))
 			die("%s", err);
 		log_init(&L, db);
 		if (strcmp(cmd, "spaces") == 0)

@@ -193,14 +193,17 @@ verify_space(struct log *src, struct log *mem, const char *id)
 			else if (!(msp = space_find(mem, id, &err)) &&
 			    (err || seq > 1))
 				why = "replay failed";
-			else if ((dup = msp ? exists(mem, S_ENV_DUP, id, ei.id,
-			    NULL) : 0) != 0)
+			else if ((dup = msp ? q(mem, S_ENV_DUP, "tit", id,
+			    ei.ts, ei.id) : 0) != 0) {
+				if (dup > 0)
+					rst(mem, S_ENV_DUP);
 				why = dup < 0 ? "replay failed" : "event repeated";
+			}
 			else if (admit(mem, msp, &ei, &e, &why) != 0)
 				;
 			else if (apply(mem, &msp, &ei) != 0 ||
-			    q(mem, S_ENV_INS, "tittt", id, seq, ei.id, hash,
-			    "") < 0)
+			    q(mem, S_ENV_INS, "tiittt", id, seq, ei.ts, ei.id,
+			    hash, "") < 0)
 				why = "replay failed";
 			else {
 				space_set_head(mem, msp, seq, hash);

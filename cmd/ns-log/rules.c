@@ -442,7 +442,8 @@ apply(struct log *L, struct space **spp, const struct evinfo *ei)
  * The envelope's canonical text is left in L->body.  Returns the seq, or
  * -1 on failure. */
 int64_t
-append(struct log *L, struct space *sp, jv ev, const char *evid, int64_t now)
+append(struct log *L, struct space *sp, jv ev, const char *evid, int64_t ts,
+    int64_t now)
 {
 	char hash[HASH_ID_LEN + 1];
 	int64_t seq = sp->head + 1;
@@ -463,7 +464,7 @@ append(struct log *L, struct space *sp, jv ev, const char *evid, int64_t now)
 		return -1;
 	}
 	jv_free(env);
-	if (q(L, S_ENV_INS, "tittb", sp->id, seq, evid, hash, L->body.p,
+	if (q(L, S_ENV_INS, "tiittb", sp->id, seq, ts, evid, hash, L->body.p,
 	    (int)L->body.len) < 0)
 		return -1;
 	space_set_head(L, sp, seq, hash);

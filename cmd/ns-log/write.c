@@ -87,7 +87,7 @@ sequence(struct log *L, jv ev, const struct evinfo *ei, int64_t now,
 		goto failed;
 	if (sp) {
 		/* the same event again: the first answer, nothing new */
-		if ((rc = q(L, S_ENV_DUP, "tt", sp->id, ei->id)) < 0)
+		if ((rc = q(L, S_ENV_DUP, "tit", sp->id, ei->ts, ei->id)) < 0)
 			goto failed;
 		if (rc == 1) {
 			*seq = sqlite3_column_int64(L->st[S_ENV_DUP], 0);
@@ -113,7 +113,7 @@ sequence(struct log *L, jv ev, const struct evinfo *ei, int64_t now,
 	if (admit(L, sp, ei, e, why) != 0)
 		return *e == E_INTERNAL ? SEQ_FAILED : SEQ_REFUSED;
 	if (apply(L, &sp, ei) != 0 || (*seq = append(L, sp, ev, ei->id,
-	    now)) < 0)
+	    ei->ts, now)) < 0)
 		goto failed;
 	*spp = sp;
 	return SEQ_NEW;
@@ -197,7 +197,8 @@ handle_event(struct log *L, const struct bus_req *r, const char *method,
 	/* a client's event for a space another node owns goes there */
 	if (method && (sp = space_find(L, ei.space, &err), !err) &&
 	    !owns(L, sp) && !(ei.type == T_CREATE && !sp)) {
-		if (sp && (rc = q(L, S_ENV_DUP, "tt", sp->id, ei.id)) == 1) {
+		if (sp && (rc = q(L, S_ENV_DUP, "tit", sp->id, ei.ts,
+		    ei.id)) == 1) {
 			seq = sqlite3_column_int64(L->st[S_ENV_DUP], 0);
 			rst(L, S_ENV_DUP);
 			bus_result(out, r, event_result(sp, &ei, seq));
@@ -352,8 +353,8 @@ handle_space_beam(struct log *L, const struct bus_req *r, int unchecked,
 	sp = space_find(L, ei.space, &err);
 	if (err)
 		goto internal;
-	if (!owns(L, sp) && !(sp && (rc = q(L, S_ENV_DUP, "tt", sp->id,
-	    ei.id)) == 1)) {
+	if (!owns(L, sp) && !(sp && (rc = q(L, S_ENV_DUP, "tit", sp->id,
+	    ei.ts, ei.id)) == 1)) {
 		/* another node's space: the beam is kept here while the
 		 * owner decides (dropped if it refuses), and the ref goes
 		 * there */
