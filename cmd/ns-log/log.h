@@ -108,6 +108,8 @@ struct log {
 	size_t ncached;
 	struct space *dirty;
 	struct buf scratch, body;
+	struct buf evtext;      /* the last checked event's canonical text */
+	char evtext_id[HASH_ID_LEN + 1];        /* and its id; "" if none */
 	int failed;             /* a statement failed in this transaction */
 };
 

@@ -12,6 +12,8 @@
 #include "canon.h"
 #include "didkey.h"
 #include "event.h"
+#include "hash.h"
+#include "key.h"
 #include "jsonl.h"
 #include "log.h"
 #include "msg.h"
@@ -196,11 +198,14 @@ check_event(struct log *L, jv ev, const char *pspace, int64_t now,
 		*why = "params.event must be an event object";
 		return -1;
 	}
-	if (event_id(ev, &L->scratch, ei->id) != 0) {
+	/* its canonical text stays in L->evtext: append signs it */
+	L->evtext_id[0] = '\0';
+	if (event_id(ev, &L->evtext, ei->id) != 0) {
 		*why = "event cannot be put in canonical form";
 		return -1;
 	}
-	if (L->scratch.len > EVENT_MAX) {
+	memcpy(L->evtext_id, ei->id, sizeof(L->evtext_id));
+	if (L->evtext.len > EVENT_MAX) {
 		*e = E_TOO_LARGE;
 		*why = "event larger than 16 KiB";
 		return -1;
@@ -440,30 +445,51 @@ apply(struct log *L, struct space **spp, const struct evinfo *ei)
 
 /* Sequence ev (borrowed) as the next envelope of sp, signed and stored.
  * The envelope's canonical text is left in L->body.  Returns the seq, or
- * -1 on failure. */
+ * -1 on failure.
+ *
+ * The envelope is written as text, in RFC 8785 order (its members are
+ * known, their values plain ASCII or canonical already), around the
+ * event's canonical text that check_event made: one canonical pass over
+ * the event instead of three over the whole envelope. */
 int64_t
 append(struct log *L, struct space *sp, jv ev, const char *evid, int64_t ts,
     int64_t now)
 {
-	char hash[HASH_ID_LEN + 1];
+	unsigned char sig[KEY_SIG_LEN];
+	char hash[HASH_ID_LEN + 1], sig64[SIG_B64_LEN + 1], id[HASH_ID_LEN + 1];
 	int64_t seq = sp->head + 1;
-	jv env;
+	size_t cut;
 
-	env = jv_object_set(jv_object(), jv_string("type"), jv_string("envelope"));
-	env = jv_object_set(env, jv_string("space"), jv_string(sp->id));
-	env = jv_object_set(env, jv_string("seq"), jv_number((double)seq));
-	env = jv_object_set(env, jv_string("prev"),
-	    seq == 1 ? jv_null() : jv_string(sp->hash));
-	env = jv_object_set(env, jv_string("event"), jv_copy(ev));
-	env = jv_object_set(env, jv_string("node"), jv_string(L->node));
-	env = jv_object_set(env, jv_string("ts"), jv_number((double)now));
-	env = sig_attach(env, L->key);
-	if (!jv_is_valid(env) || event_id(env, &L->body, hash) != 0) {
+	if (strcmp(L->evtext_id, evid) != 0 &&
+	    (event_id(ev, &L->evtext, id) != 0 || strcmp(id, evid) != 0)) {
 		warn("%.80s: cannot sign the envelope", sp->id);
-		jv_free(env);
 		return -1;
 	}
-	jv_free(env);
+	/* the envelope without its signature, in scratch */
+	buf_reset(&L->scratch);
+	buf_adds(&L->scratch, "{\"event\":");
+	buf_add(&L->scratch, L->evtext.p, L->evtext.len);
+	buf_adds(&L->scratch, ",\"node\":\"");
+	buf_adds(&L->scratch, L->node);
+	if (seq == 1)
+		buf_adds(&L->scratch, "\",\"prev\":null");
+	else
+		buf_addf(&L->scratch, "\",\"prev\":\"%s\"", sp->hash);
+	buf_addf(&L->scratch, ",\"seq\":%lld,", (long long)seq);
+	cut = L->scratch.len;	/* "sig" goes here, between seq and space */
+	buf_adds(&L->scratch, "\"space\":\"");
+	buf_adds(&L->scratch, sp->id);
+	buf_addf(&L->scratch, "\",\"ts\":%lld,\"type\":\"envelope\"}",
+	    (long long)now);
+	key_sign(L->key, (const unsigned char *)L->scratch.p, L->scratch.len,
+	    sig);
+	b64url_encode(sig, sizeof(sig), sig64);
+	/* and with it, in body */
+	buf_reset(&L->body);
+	buf_add(&L->body, L->scratch.p, cut);
+	buf_addf(&L->body, "\"sig\":\"%s\",", sig64);
+	buf_add(&L->body, L->scratch.p + cut, L->scratch.len - cut);
+	hash_id(L->body.p, L->body.len, hash);
 	if (q(L, S_ENV_INS, "tiittb", sp->id, seq, ts, evid, hash, L->body.p,
 	    (int)L->body.len) < 0)
 		return -1;

@@ -332,6 +332,7 @@ log_free(struct log *L)
 	cache_clear(L);
 	buf_free(&L->scratch);
 	buf_free(&L->body);
+	buf_free(&L->evtext);
 	db_close(L->db);
 	L->db = NULL;
 }
