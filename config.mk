@@ -12,7 +12,7 @@ WARN       = -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-unused-parameter
 CPPFLAGS  += -D_GNU_SOURCE -DNS_VERSION=\"$(VERSION)\" -Icommon
 CFLAGS    += -std=c11 $(OPT) $(WARN) -pthread
 LDFLAGS   += -pthread -Wl,--as-needed
-LDLIBS    += -lwebsockets -lsqlite3 -ljq -lsodium -lm
+LDLIBS    += -lwebsockets -lsqlite3 -ljq -lsodium -lcrypto -lm
 
 # make SAN=1: AddressSanitizer + UndefinedBehaviorSanitizer, abort on first report
 ifeq ($(SAN),1)

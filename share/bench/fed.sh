@@ -461,7 +461,7 @@ esac
 for t in gen-beams fanout; do
 	# shellcheck disable=SC2086
 	cc -O2 -D_GNU_SOURCE -I"$root/common" $san -o "$tmp/$t" \
-	    "$here/$t.c" "$lib" -lwebsockets -ljq -lsodium -lm -pthread ||
+	    "$here/$t.c" "$lib" -lwebsockets -ljq -lsodium -lcrypto -lm -pthread ||
 		die "cannot build $t"
 done
 # N nodes' links to each other, and the load tool's connections to them

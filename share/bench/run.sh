@@ -319,7 +319,7 @@ cc -O2 -o "$tmp/sodium-rate" "$here/sodium-rate.c" -lsodium ||
 for t in gen-beams fanout; do
 	# shellcheck disable=SC2086
 	cc -O2 -D_GNU_SOURCE -I"$root/common" $san -o "$tmp/$t" \
-	    "$here/$t.c" "$lib" -lwebsockets -ljq -lsodium -lm -pthread ||
+	    "$here/$t.c" "$lib" -lwebsockets -ljq -lsodium -lcrypto -lm -pthread ||
 		die "cannot build $t"
 done
 # 500 subscribers and the node's side of them: well over 1024 descriptors

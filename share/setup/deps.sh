@@ -2,7 +2,7 @@
 # Install the Debian packages the ns toolkit needs to build, test and run.
 # As root, missing packages are installed with apt-get; otherwise they are
 # named and the script exits 2.
-PKGS="build-essential pkg-config jq bats parallel libsodium-dev libjq-dev libsqlite3-dev libwebsockets-dev sqlite3 procps openssl xxd iproute2"
+PKGS="build-essential pkg-config jq bats parallel libsodium-dev libjq-dev libsqlite3-dev libwebsockets-dev libssl-dev sqlite3 procps openssl xxd iproute2"
 missing=
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q 'ok installed' ||
