@@ -948,6 +948,7 @@ run_bus(struct store *s, size_t batch)
 
 	jsonl_big_pipe(STDOUT_FILENO);
 	jsonin_init(&in, STDIN_FILENO, BUS_LINE_MAX);
+	jsonin_lines(&in);
 	while (r != JSONIN_EOF) {
 		int began = 0, failed = 0;
 

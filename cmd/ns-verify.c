@@ -597,6 +597,8 @@ main(int argc, char **argv)
 		max = BUS_LINE_MAX;	/* whatever ns-serve sends on */
 	}
 	jsonin_init(&in, STDIN_FILENO, max);
+	if (b.bus)
+		jsonin_lines(&in);
 	for (;;) {
 		char *p;
 		size_t len;

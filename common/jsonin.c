@@ -69,6 +69,60 @@ is_ws(int c)
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
+void
+jsonin_lines(struct jsonin *in)
+{
+	in->lines = 1;
+}
+
+/* Line mode: the next line, found with memchr.  A line over in->max is
+ * skipped whole without being kept. */
+static int
+next_line(struct jsonin *in, char **p, size_t *len, unsigned long *lineno,
+    const char **reason)
+{
+	size_t seen = 0;
+	int skipping = 0;
+
+	for (;;) {
+		char *nl = memchr(in->buf + in->start + seen, '\n',
+		    in->end - in->start - seen);
+		size_t n;
+
+		if (nl || (in->eof && in->end > in->start)) {
+			n = nl ? (size_t)(nl - (in->buf + in->start)) :
+			    in->end - in->start;
+			*lineno = in->line++;
+			*p = in->buf + in->start;
+			in->start += n + (nl != NULL);
+			while (n > 0 && is_ws((*p)[n - 1]))
+				n--;
+			if (skipping || n > in->max) {
+				*reason = "value too large";
+				return JSONIN_BAD;
+			}
+			if (n == 0)
+				continue;	/* an empty line */
+			*len = n;
+			return JSONIN_VALUE;
+		}
+		if (in->eof)
+			return JSONIN_EOF;
+		seen = in->end - in->start;
+		if (seen > in->max) {
+			/* drop what was read; the line goes on */
+			skipping = 1;
+			in->start = in->end;
+			seen = 0;
+		}
+		ssize_t r = fill(in);
+		if (r < 0)
+			return JSONIN_ERROR;
+		if (r == 0)
+			in->eof = 1;
+	}
+}
+
 /*
  * The scan keeps its state across fills: pos is relative to start, so a
  * memmove in fill() does not invalidate it.
@@ -82,6 +136,8 @@ jsonin_next(struct jsonin *in, char **p, size_t *len, unsigned long *lineno,
 	int skipping = 0;   /* value too large: scan on, keep nothing */
 	const char *why = NULL;
 
+	if (in->lines)
+		return next_line(in, p, len, lineno, reason);
 	for (;;) {
 		/* skip whitespace between values */
 		while (in->start < in->end && is_ws(in->buf[in->start])) {

@@ -18,6 +18,7 @@ struct jsonin {
 	size_t cap, start, end; /* unread bytes are buf[start..end) */
 	unsigned long line;     /* line number of the next unread byte */
 	int eof;
+	int lines;              /* one value per line, no scan (jsonin_lines) */
 };
 
 enum {
@@ -28,6 +29,10 @@ enum {
 };
 
 void jsonin_init(struct jsonin *in, int fd, size_t max);
+/* One value per line, found with memchr instead of a scan of every byte:
+ * for the bus, where every line is one compact value a stage wrote.  A
+ * value is then not checked for being whole here, only by the parser. */
+void jsonin_lines(struct jsonin *in);
 /* Next value.  *lineno is the line the value (or bad value) starts on.
  * The bytes stay valid until the next call. */
 int jsonin_next(struct jsonin *in, char **p, size_t *len,

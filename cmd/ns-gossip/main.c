@@ -220,6 +220,7 @@ run_bus(void)
 
 	jsonl_big_pipe(STDOUT_FILENO);
 	jsonin_init(&in, STDIN_FILENO, BUS_LINE_MAX);
+	jsonin_lines(&in);
 	started = now_ms = jsonl_now_ms();
 	/* a (re)started ns-gossip learns the spaces ns-log follows */
 	buf_adds(&out, "{\"m\":\"log.follows\"}\n");

@@ -196,6 +196,7 @@ run_bus(struct log *L, size_t batch)
 
 	jsonl_big_pipe(STDOUT_FILENO);
 	jsonin_init(&in, STDIN_FILENO, BUS_LINE_MAX);
+	jsonin_lines(&in);
 	/* a restarted ns-log learns the subscriptions it granted before */
 	if (fputs("{\"resync\":\"subs\"}\n", stdout) == EOF ||
 	    jsonl_flush() != 0)

@@ -180,6 +180,7 @@ run_bus(void)
 
 	jsonl_big_pipe(STDOUT_FILENO);
 	jsonin_init(&in, STDIN_FILENO, BUS_LINE_MAX);
+	jsonin_lines(&in);
 	if (state_file)
 		state_load(state_file);
 	/* a restarted relay learns again which connections watch what:
