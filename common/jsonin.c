@@ -85,9 +85,10 @@ next_line(struct jsonin *in, char **p, size_t *len, unsigned long *lineno,
 	int skipping = 0;
 
 	for (;;) {
-		char *nl = memchr(in->buf + in->start + seen, '\n',
-		    in->end - in->start - seen);
-		size_t n;
+		size_t n, avail = in->end - in->start - seen;
+		/* (before the first read there is no buffer at all) */
+		char *nl = avail ? memchr(in->buf + in->start + seen, '\n',
+		    avail) : NULL;
 
 		if (nl || (in->eof && in->end > in->start)) {
 			n = nl ? (size_t)(nl - (in->buf + in->start)) :

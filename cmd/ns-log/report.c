@@ -282,9 +282,6 @@ cmd_verify(struct log *src, const char *id)
 	for (size_t i = 0; i < n; i++)
 		free(ids[i]);
 	free(ids);
-	cache_clear(&mem);
-	buf_free(&mem.scratch);
-	buf_free(&mem.body);
-	db_close(mem.db);
+	log_free(&mem);
 	return status;
 }
