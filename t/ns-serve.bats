@@ -679,6 +679,37 @@ all_requests() {
 	exits_0 "$SERVE_PID"
 }
 
+@test "ns-serve: a full stdout pipe is not written again until it has room" {
+	command -v strace >/dev/null || skip "strace is not installed"
+	local n=3000 pad spid i
+	mkfifo a.in a.outfifo
+	exec 7<>a.outfifo		# open, but nobody reads
+	strace -f -qq -e trace=write -o a.strace ns-serve -k "$NODE_KEY" \
+	    -l 127.0.0.1:0 --port-file a.port --max-inflight 4096 \
+	    --max-did-inflight 4096 <a.in >a.outfifo 2>a.err 3>&- 5>&- 6>&- 7>&- &
+	PIDS+=("$!")
+	exec 5>a.in
+	wait_until 10 test -s a.port
+	PORT=$(cat a.port)
+	spid=$(pgrep -P "${PIDS[0]}" ns-serve)
+	PIDS+=("$spid")
+	pad=$(head -c 3000 /dev/zero | tr '\0' p)
+	awk -v n="$n" -v pad="$pad" 'BEGIN { for (i = 1; i <= n; i++)
+	    printf "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"space.info\",\"params\":{\"space\":\"%s\"}}\n", i, pad }' >reqs
+	"$WSC" -p "$PORT" -k "$ALICE_KEY" --timeout 60 <reqs >c1.out 2>c1.err 3>&- 5>&- 6>&- 7>&- &
+	PIDS+=("$!")
+	# the pipe fills at 1 MiB, reading pauses at 8 MiB behind: every
+	# request in between is a line for a full pipe
+	wait_until 30 grep -q 'reading paused' a.err
+	# and while the pipe stays full, time passes without a write to it
+	for i in 1 2 3 4 5; do
+		bus '{"to":99,"msg":{}}'
+		sleep 0.1
+	done
+	i=$(grep -c '^[0-9]* *write(1, .*EAGAIN' a.strace || true)
+	[ "$i" -le 2 ] || { echo "$i writes to a full stdout failed" >&2; false; }
+}
+
 @test "ns-serve: RFC 6455 faults are answered with a close frame that names them" {
 	start_serve a
 	# a client frame without a mask (5.1)

@@ -266,7 +266,7 @@ cb_stdio(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		return 0;
 	case LWS_CALLBACK_RAW_WRITEABLE_FILE:
 		if (wsi == stdout_wsi)
-			out_flush();
+			out_writeable();
 		return 0;
 	case LWS_CALLBACK_RAW_CLOSE_FILE:
 		if (wsi == stdin_wsi) {
@@ -617,7 +617,9 @@ main(int argc, char **argv)
 			warn("stdout: caught up, reading resumed");
 			rx_pause_all(0);
 		}
-		if (out_pending() && stdout_wsi)
+		/* lws drops a request made inside the writeable callback
+		 * of a raw file, so it is made here, after each pass */
+		if (out_blocked() && stdout_wsi)
 			lws_callback_on_writable(stdout_wsi);
 		if (shutting && (!conns || now_ms() > shutdown_at))
 			break;

@@ -24,23 +24,41 @@ struct buf inl = BUF_INIT;	/* stdin: partial line */
 static int in_skip;		/* dropping an over-long line */
 int stdin_eof;
 
-/* ---- stdout ---- */
+/* ---- stdout ----
+ *
+ * The backlog goes out with as few write()s as it can: straight away while
+ * the pipe takes it, and once it took less than it was offered (it is
+ * full), not again until poll says it is writable (out_writeable()).  A
+ * write on a full pipe fails at once and would be made again on every
+ * line and every pass of the loop; that cost grew with the load exactly
+ * when the node was behind.
+ */
 
-void
-out_flush(void)
+static int out_full;	/* the pipe took less than offered: wait for POLLOUT */
+
+static void
+out_write(void)
 {
 	ssize_t n;
+	size_t want;
 
 	while (ohead < obuf.len) {
-		n = write(STDOUT_FILENO, obuf.p + ohead, obuf.len - ohead);
+		want = obuf.len - ohead;
+		n = write(STDOUT_FILENO, obuf.p + ohead, want);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
+			if (errno == EAGAIN || errno == EWOULDBLOCK) {
+				out_full = 1;
 				break;
+			}
 			die("stdout:");
 		}
 		ohead += (size_t)n;
+		if ((size_t)n < want) {
+			out_full = 1;
+			break;
+		}
 	}
 	if (ohead == obuf.len) {
 		ohead = 0;
@@ -54,6 +72,31 @@ out_flush(void)
 		obuf.p[obuf.len] = '\0';
 		ohead = 0;
 	}
+}
+
+/* Write the backlog, unless the pipe was full and has not said since that
+ * it has room. */
+void
+out_flush(void)
+{
+	if (!out_full)
+		out_write();
+}
+
+/* Poll says stdout has room. */
+void
+out_writeable(void)
+{
+	out_full = 0;
+	out_write();
+}
+
+/* 1 while a backlog waits for stdout to have room: the loop asks lws to
+ * watch for it. */
+int
+out_blocked(void)
+{
+	return out_full && ohead < obuf.len;
 }
 
 size_t
@@ -78,7 +121,7 @@ out_final(int ms)
 	int64_t end = now_ms() + ms;
 
 	for (;;) {
-		out_flush();
+		out_writeable();
 		if (out_pending() == 0)
 			return;
 		int left = (int)(end - now_ms());

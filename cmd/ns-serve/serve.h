@@ -200,6 +200,8 @@ void handle_msg(struct conn *c, const char *p, size_t len);
 /* The bus (ring.c). */
 extern struct buf obuf;
 void out_flush(void);
+void out_writeable(void);
+int out_blocked(void);
 size_t out_pending(void);
 void out_line_done(void);
 void out_json(jv v);
