@@ -30,7 +30,8 @@ struct buf out = BUF_INIT;
 int64_t now_ms;
 size_t fanout = FANOUT;
 const char *self_did, *self_address;
-static const char *stats_file, *state_file;
+static const char *stats_file;
+const char *state_path;
 static int64_t last_stats, last_tick;
 
 static void
@@ -160,8 +161,8 @@ clock_tick(void)
 		return;
 	last_tick = now_ms;
 	streams_tick();
-	if (state_file && state_dirty)
-		state_save(state_file);
+	if (state_path && state_dirty)
+		state_save(state_path);
 	if (stats_file && now_ms - last_stats >= 1000) {
 		write_stats();
 		last_stats = now_ms;
@@ -181,8 +182,8 @@ run_bus(void)
 	jsonl_big_pipe(STDOUT_FILENO);
 	jsonin_init(&in, STDIN_FILENO, BUS_LINE_MAX);
 	jsonin_lines(&in);
-	if (state_file)
-		state_load(state_file);
+	if (state_path)
+		state_load(state_path);
 	/* a restarted relay learns again which connections watch what:
 	 * ns-serve replays its subscriptions, ns-log checks them, and the
 	 * watches come back as relay.watch lines */
@@ -225,8 +226,8 @@ run_bus(void)
 	if (jsonl_flush() != 0)
 		die("stdout:");
 	jsonin_free(&in);
-	if (state_file && state_dirty)
-		state_save(state_file);
+	if (state_path && state_dirty)
+		state_save(state_path);
 	streams_free();
 	buf_free(&out);
 	if (stats_file)
@@ -359,13 +360,13 @@ main(int argc, char **argv)
 			self_address = optarg;
 			break;
 		case 'f':
-			fanout = (size_t)xnum("--fanout", optarg, 2, 64);
+			fanout = (size_t)xnum("--fanout", optarg, 4, 64);
 			break;
 		case 'S':
 			stats_file = optarg;
 			break;
 		case 's':
-			state_file = optarg;
+			state_path = optarg;
 			break;
 		case 'h':
 			usage(0);
@@ -387,7 +388,7 @@ main(int argc, char **argv)
 		return run_bus();
 	}
 	if (optind + 1 != argc || strcmp(argv[optind], "tree") != 0 ||
-	    self_did || self_address || stats_file || state_file)
+	    self_did || self_address || stats_file || state_path)
 		usage(2);
 	return run_tree();
 }

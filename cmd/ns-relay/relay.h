@@ -22,6 +22,7 @@
 #define GAP_MS		300	/* a missing chunk waits this long, then is fetched */
 #define HOLD_MS		3000	/* and after this long, delivery skips it */
 #define TICK_MS		50	/* the relay's own clock */
+#define IDLE_MS		60000	/* a stream unused this long lets go of its chunks */
 
 extern struct buf out;		/* the lines of this round */
 extern int64_t now_ms;
@@ -45,6 +46,7 @@ void streams_tick(void);
 void streams_json(struct buf *b);
 void streams_free(void);
 extern int state_dirty;		/* an owned stream's edge moved */
+extern const char *state_path;	/* --state, or NULL */
 void state_load(const char *file);
 void state_save(const char *file);
 

@@ -264,7 +264,7 @@ sim_main(int argc, char **argv)
 			viewers = (size_t)xnum("--nodes", optarg, 1, 100000);
 			break;
 		case 'f':
-			fanout = (size_t)xnum("--fanout", optarg, 2, 64);
+			fanout = (size_t)xnum("--fanout", optarg, 4, 64);
 			break;
 		case 'k':
 			kills = xnum("--kill", optarg, 0, 1000);

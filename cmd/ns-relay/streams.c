@@ -53,6 +53,8 @@ struct stream {
 	int64_t gap_since, fetch_at;
 	unsigned watchers;
 	int joined;		/* a join answer came */
+	int pushed;		/* owner: a push was taken since the start */
+	int64_t last_push, last_seen;	/* owner: last push; any: last use */
 	int64_t next_beat;
 	uint64_t in, dup, sent, skipped;
 };
@@ -413,10 +415,28 @@ on_push(const struct bus_req *r)
 		    jv_string("edge"), jv_number((double)s->edge)));
 		goto out;
 	}
-	if (!s->delivered && !s->edge)
-		s->delivered = n - 1;	/* the first chunk: the edge */
+	/* numbers without gaps: a chunk skipped here could never come, and
+	 * every viewer would wait for it.  The first push this relay takes
+	 * for a stream sets where it goes on from (above its edge, kept in
+	 * --state) */
+	if (s->pushed && n != s->edge + 1) {
+		bus_error_data(&out, r, E_BAD_EVENT, "chunk numbers go up by "
+		    "one: the next is edge + 1", jv_object_set(jv_object(),
+		    jv_string("edge"), jv_number((double)s->edge)));
+		goto out;
+	}
+	if (!s->pushed && n > s->edge + 1 && s->delivered < n - 1) {
+		/* nothing below n will come: no gap to wait for here */
+		s->delivered = n - 1;
+	}
+	s->pushed = 1;
 	take(s, n, scratch.p, scratch.len);
+	s->last_push = now_ms;
+	/* the number is kept before the push is answered, so a restarted
+	 * relay refuses it */
 	state_dirty = 1;
+	if (state_path)
+		state_save(state_path);
 	bus_result(&out, r, jv_object_set(jv_object_set(jv_object(),
 	    jv_string("space"), jv_string(s->id)), jv_string("n"),
 	    jv_number((double)n)));
@@ -506,7 +526,21 @@ on_attach(const struct bus_req *r)
 		    "address");
 		return;
 	}
-	if (s->nchildren >= 2 * fanout && !s->owned) {
+	/* the owner node takes as children only viewers it placed: no
+	 * node goes round the tree to the owner's uplink */
+	if (s->owned) {
+		int viewer = 0;
+		for (size_t i = 0; i < s->nviewers && !viewer; i++)
+			viewer = strcmp(s->viewers[i].did, r->did) == 0;
+		if (!viewer) {
+			bus_error(&out, r, E_FORBIDDEN, "join the stream's tree "
+			    "first (relay.join)");
+			return;
+		}
+	}
+	/* the tree gives a node F children at most; twice that leaves room
+	 * for the old children while the tree mends */
+	if (s->nchildren >= 2 * fanout) {
 		int known = 0;
 		for (size_t i = 0; i < s->nchildren && !known; i++)
 			known = strcmp(s->children[i].did, r->did) == 0;
@@ -846,6 +880,60 @@ on_peer_fail(const struct bus_req *r)
 
 /* ---- time ---- */
 
+static void
+ring_free(struct stream *s)
+{
+	for (int i = 0; i < KEEP; i++) {
+		free(s->ring[i]);
+		s->ring[i] = NULL;
+		s->ring_n[i] = 0;
+	}
+}
+
+static void
+stream_free(struct stream *s)
+{
+	ring_free(s);
+	for (size_t i = 0; i < s->nviewers; i++)
+		free(s->viewers[i].address);
+	for (size_t i = 0; i < s->nchildren; i++)
+		free(s->children[i].address);
+	for (size_t i = 0; i < s->nparents; i++)
+		free(s->parents[i].address);
+	free(s->viewers);
+	free(s->children);
+	free(s->owner_address);
+	free(s->id);
+	free(s);
+}
+
+/* A stream nobody used for IDLE_MS (no watcher, child or viewer, no
+ * push) lets go of its chunks, up to 16 MiB; one not owned here goes
+ * whole.  An owned one keeps its edge, which refuses old numbers. */
+static void
+streams_idle(void)
+{
+	struct stream **sp = &streams, *s;
+
+	while ((s = *sp)) {
+		if (s->watchers || s->nchildren || s->nviewers || !s->last_seen)
+			s->last_seen = now_ms;
+		if (s->last_push > s->last_seen)
+			s->last_seen = s->last_push;
+		if (now_ms - s->last_seen < IDLE_MS) {
+			sp = &s->next;
+			continue;
+		}
+		if (s->owned) {
+			ring_free(s);
+			sp = &s->next;
+			continue;
+		}
+		*sp = s->next;
+		stream_free(s);
+	}
+}
+
 void
 streams_tick(void)
 {
@@ -895,6 +983,7 @@ streams_tick(void)
 			deliver(s);
 		}
 	}
+	streams_idle();
 }
 
 /* ---- the owner's chunk numbers, across restarts ---- */
@@ -1001,19 +1090,7 @@ streams_free(void)
 	}
 	while ((s = streams)) {
 		streams = s->next;
-		for (int i = 0; i < KEEP; i++)
-			free(s->ring[i]);
-		for (size_t i = 0; i < s->nviewers; i++)
-			free(s->viewers[i].address);
-		for (size_t i = 0; i < s->nchildren; i++)
-			free(s->children[i].address);
-		for (size_t i = 0; i < s->nparents; i++)
-			free(s->parents[i].address);
-		free(s->viewers);
-		free(s->children);
-		free(s->owner_address);
-		free(s->id);
-		free(s);
+		stream_free(s);
 	}
 	buf_free(&scratch);
 }
