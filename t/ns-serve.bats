@@ -710,6 +710,134 @@ all_requests() {
 	[ "$i" -le 2 ] || { echo "$i writes to a full stdout failed" >&2; false; }
 }
 
+# pubs N: N pub lines for space s, {"n":I,"pad":...} with pads of 40
+# bytes, 1000 bytes and every BIG-th (50th) BIGLEN (70000) bytes, so that
+# frames of every header length follow each other.
+pubs() {
+	local i p40 p1k p70k
+	p40=$(head -c 40 /dev/zero | tr '\0' a)
+	p1k=$(head -c 1000 /dev/zero | tr '\0' b)
+	p70k=$(head -c "${BIGLEN:-70000}" /dev/zero | tr '\0' c)
+	for i in $(seq "$1"); do
+		if [ $((i % ${BIG:-50})) -eq 0 ]; then
+			printf '{"pub":"s","msg":{"n":%d,"pad":"%s"}}\n' "$i" "$p70k"
+		elif [ $((i % 2)) -eq 0 ]; then
+			printf '{"pub":"s","msg":{"n":%d,"pad":"%s"}}\n' "$i" "$p1k"
+		else
+			printf '{"pub":"s","msg":{"n":%d,"pad":"%s"}}\n' "$i" "$p40"
+		fi
+	done
+}
+
+# in_order FILE N: FILE has the N messages of pubs N, each once, in order,
+# whole.
+in_order() {
+	[ "$(jq -r 'select(.n) | "\(.n) \(.pad | length)"' "$1" | awk -v n="$2" '
+	    { want = $1 % '"${BIG:-50}"' == 0 ? '"${BIGLEN:-70000}"' : $1 % 2 == 0 ? 1000 : 40
+	      if ($1 != NR || $2 != want) bad++ }
+	    END { print NR == n && !bad ? "ok" : "bad " NR " " bad + 0 }')" = ok ]
+}
+
+@test "ns-serve: while stdout is backed up, each of many subscribers gets every pub once, in order" {
+	local n=300 subs=20 pad i
+	mkfifo a.in a.outfifo
+	exec 7<>a.outfifo		# open, but nobody reads
+	ns-serve -k "$NODE_KEY" -l 127.0.0.1:0 --port-file a.port --first-id 1 \
+	    --max-inflight 4096 --max-did-inflight 4096 --max-did-conn 64 \
+	    --stats a.stats --tick 50 <a.in >a.outfifo 2>a.err 3>&- 5>&- 6>&- 7>&- &
+	PIDS+=("$!")
+	exec 5>a.in
+	wait_until 10 test -s a.port
+	PORT=$(cat a.port)
+	for i in $(seq "$subs"); do
+		"$WSC" -p "$PORT" -k "$ALICE_KEY" --count $((n + 2)) --timeout 60 \
+		    </dev/null >"s$i.out" 2>"s$i.err" 3>&- 5>&- 6>&- 7>&- &
+		PIDS+=("$!")
+	done
+	wait_until 20 jq -e ".clients == $subs" a.stats
+	# a client floods stdout until reading pauses (ids 1..20 are the
+	# subscribers)
+	pad=$(head -c 3000 /dev/zero | tr '\0' p)
+	awk -v pad="$pad" 'BEGIN { for (i = 1; i <= 4000; i++)
+	    printf "{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"space.info\",\"params\":{\"space\":\"%s\"}}\n", i, pad }' >reqs
+	"$WSC" -p "$PORT" -k "$BOB_KEY" --timeout 60 <reqs >f.out 2>f.err 3>&- 5>&- 6>&- 7>&- &
+	PIDS+=("$!")
+	wait_until 30 grep -q 'reading paused' a.err
+	{
+		for i in $(seq "$subs"); do
+			printf '{"sub":%d,"space":"s"}\n' "$i"
+		done
+		pubs "$n"
+	} >&5
+	for i in $(seq "$subs"); do
+		wait_until 30 in_order "s$i.out" "$n"
+	done
+	# stdout was behind all along
+	! grep -q 'reading resumed' a.err
+}
+
+# A subscriber with a small receive buffer that reads nothing until the
+# file "go" exists, then prints each text message as a line until N have
+# come (the first is the challenge).  It does not log in: a bus sub line
+# subscribes any connection past its opening handshake.
+SLOW_SUB='
+import base64, os, socket, sys, time
+port, n = int(sys.argv[1]), int(sys.argv[2])
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+s.connect(("127.0.0.1", port))
+key = base64.b64encode(os.urandom(16)).decode()
+s.sendall(("GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+    "Connection: Upgrade\r\nSec-WebSocket-Key: " + key +
+    "\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+buf = b""
+while b"\r\n\r\n" not in buf:
+    buf += s.recv(4096)
+buf = buf[buf.index(b"\r\n\r\n") + 4:]
+open("ready", "w").close()
+while not os.path.exists("go"):
+    time.sleep(0.05)
+out, got = sys.stdout.buffer, 0
+while got < n:
+    while True:
+        if len(buf) >= 2:
+            l, h = buf[1] & 127, 2
+            if l == 126 and len(buf) >= 4:
+                l, h = int.from_bytes(buf[2:4], "big"), 4
+            elif l == 127 and len(buf) >= 10:
+                l, h = int.from_bytes(buf[2:10], "big"), 10
+            if l < 126 or h > 2:
+                if len(buf) >= h + l:
+                    break
+        d = s.recv(1 << 16)
+        if not d:
+            sys.exit(1)
+        buf += d
+    if buf[0] & 15 == 1:
+        out.write(buf[h:h + l] + b"\n")
+        got += 1
+    buf = buf[h + l:]
+out.flush()
+'
+
+@test "ns-serve: a subscriber that stops reading and goes on gets every pub once, in order" {
+	command -v python3 >/dev/null || skip "no python3"
+	local n=100
+	start_serve a --max-queue 67108864 --login-timeout 120
+	python3 -c "$SLOW_SUB" "$PORT" "$((n + 2))" >s.out 2>s.err 3>&- 5>&- 6>&- &
+	PIDS+=("$!")
+	wait_until 10 test -e ready
+	bus '{"sub":1,"space":"s"}'
+	# frames of 3 MB among small ones: more than a socket takes at once,
+	# so writes end inside frames and go on from there
+	BIG=20 BIGLEN=3000000 pubs "$n" >&5
+	bus '{"to":1,"msg":{"end":1}}'
+	sleep 0.5
+	touch go
+	wait_until 60 has_line s.out '.end'
+	BIG=20 BIGLEN=3000000 in_order s.out "$n"
+}
+
 @test "ns-serve: RFC 6455 faults are answered with a close frame that names them" {
 	start_serve a
 	# a client frame without a mask (5.1)

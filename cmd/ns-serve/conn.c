@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <time.h>
 
 #include "canon.h"
@@ -118,11 +119,14 @@ conn_new(struct lws *wsi, int outbound, int numbered)
 struct msg *
 msg_new(const char *p, size_t len)
 {
-	struct msg *m = xmalloc(sizeof(*m) + len);
+	struct msg *m = xmalloc(sizeof(*m) + WS_HDR_MAX + len);
+	unsigned char hdr[WS_HDR_MAX];
 
 	m->refs = 0;
 	m->len = len;
-	memcpy(m->data, p, len);
+	m->hlen = (unsigned char)ws_frame_header(hdr, WS_TEXT, 1, len, NULL);
+	memcpy(MSG_FRAME(m), hdr, m->hlen);
+	memcpy(MSG_DATA(m), p, len);
 	return m;
 }
 
@@ -133,18 +137,47 @@ msg_unref(struct msg *m)
 		free(m);
 }
 
-static void
-queue_free(struct conn *c)
+/* Take the first message off c's queue. */
+void
+conn_qpop(struct conn *c)
 {
-	struct qent *q;
+	struct msg *m = c->q[c->qfirst];
 
-	while ((q = c->qhead)) {
-		c->qhead = q->next;
-		msg_unref(q->m);
-		free(q);
+	c->qfirst = (c->qfirst + 1) & (c->qcap - 1);
+	c->qn--;
+	c->qbytes -= m->len;
+	msg_unref(m);
+	if (c->qn == 0) {
+		c->qfirst = 0;
+		if (c->qcap > 1024) {	/* a burst is over: give it back */
+			free(c->q);
+			c->q = NULL;
+			c->qcap = 0;
+		}
 	}
-	c->qtail = NULL;
-	c->qbytes = 0;
+}
+
+/* Drop c's queue; with keep, not the message whose frame is partly
+ * sent, which the peer must get whole before anything else. */
+static void
+queue_free(struct conn *c, int keep)
+{
+	unsigned left = keep && c->qoff ? 1 : 0;
+	struct msg *m;
+
+	while (c->qn > left) {
+		m = conn_qat(c, c->qn - 1);
+		c->qn--;
+		c->qbytes -= m->len;
+		msg_unref(m);
+	}
+	if (c->qn)
+		return;
+	c->qfirst = 0;
+	c->qoff = 0;
+	free(c->q);
+	c->q = NULL;
+	c->qcap = 0;
 }
 
 /* Cut the TCP connection without more ado; lws calls back to free c. */
@@ -169,7 +202,7 @@ conn_close(struct conn *c, int code, const char *reason, int now)
 	c->close_reason = xstrdup(reason);
 	c->closing = 1;
 	if (now)
-		queue_free(c);
+		queue_free(c, 1);
 	if (!c->wsi)
 		return;
 	if (c->state == S_DIALING || c->state == S_UPGRADE || c->close_sent) {
@@ -187,8 +220,6 @@ conn_close(struct conn *c, int code, const char *reason, int now)
 void
 conn_queue(struct conn *c, struct msg *m)
 {
-	struct qent *q;
-
 	if (c->closing || c->state == S_DIALING || c->state == S_UPGRADE) {
 		if (m->refs == 0)
 			free(m);
@@ -202,17 +233,23 @@ conn_queue(struct conn *c, struct msg *m)
 		conn_close(c, CLOSE_TRY_AGAIN, "too slow", 1);
 		return;
 	}
-	q = xmalloc(sizeof(*q));
-	q->next = NULL;
-	q->m = m;
+	if (c->qn == c->qcap) {
+		unsigned ncap = c->qcap ? 2 * c->qcap : 16, k;
+		struct msg **nq = xmalloc(ncap * sizeof(*nq));
+
+		for (k = 0; k < c->qn; k++)
+			nq[k] = conn_qat(c, k);
+		free(c->q);
+		c->q = nq;
+		c->qcap = ncap;
+		c->qfirst = 0;
+	}
+	c->q[(c->qfirst + c->qn) & (c->qcap - 1)] = m;
 	m->refs++;
-	if (c->qtail)
-		c->qtail->next = q;
-	else
-		c->qhead = q;
-	c->qtail = q;
 	c->qbytes += m->len;
-	lws_callback_on_writable(c->wsi);
+	/* a queue that was not empty has asked to write already */
+	if (c->qn++ == 0)
+		lws_callback_on_writable(c->wsi);
 }
 
 /* Send v (consumed) to c as one message. */
@@ -266,13 +303,13 @@ send_result(struct conn *c, jv id, jv result)
 	send_jv(c, jv_object_set(rpc_head(id), jv_string("result"), result));
 }
 
-/* Write what c has for the wire, as much as the socket takes; -1 asks lws
- * to close the connection. */
-int
-conn_writeable(struct conn *c)
+/* A dialed connection masks its frames, and TLS goes through lws: their
+ * bytes are copied into one buffer for lws_write, which keeps what the
+ * socket does not take.  -1 on failure. */
+static int
+write_copy(struct conn *c)
 {
 	size_t n;
-	int more;
 
 	buf_reset(&wbuf);
 	buf_grow(&wbuf, LWS_PRE + WRITE_CHUNK);
@@ -283,18 +320,118 @@ conn_writeable(struct conn *c)
 		return -1;
 	if (wbuf.cap > KEEP_MAX + LWS_PRE + WRITE_CHUNK)
 		buf_free(&wbuf);
+	return 0;
+}
+
+/*
+ * An accepted connection: one writev() of the frames as they are, shared
+ * with every other connection they go to, up to about WRITEV_MAX bytes.
+ * What the socket does not take waits here, in order: the rest of the
+ * first message's frame (c->qoff), then c->out (control frames and
+ * handshake bytes, made at the start of a call, so never inside a frame),
+ * then the rest of the queue.  -1 on failure.
+ */
+static int
+write_vec(struct conn *c)
+{
+	struct iovec iov[WRITE_IOV];
+	struct msg *m;
+	size_t total = 0, left, r;
+	unsigned k = 0;
+	int n = 0;
+	ssize_t w;
+
+	if (c->out_off == c->out.len) {
+		c->out_off = 0;
+		if (c->out.cap > KEEP_MAX)
+			buf_free(&c->out);
+		else
+			buf_reset(&c->out);
+	}
+	ws_fill_ctl(c, &c->out);
+	ws_fill_close(c, &c->out);
+	if (c->qoff) {
+		m = conn_qat(c, 0);
+		iov[n].iov_base = MSG_FRAME(m) + c->qoff;
+		iov[n].iov_len = MSG_FRAME_LEN(m) - c->qoff;
+		total += iov[n++].iov_len;
+		k = 1;
+	}
+	if (c->out.len > c->out_off) {
+		iov[n].iov_base = c->out.p + c->out_off;
+		iov[n].iov_len = c->out.len - c->out_off;
+		total += iov[n++].iov_len;
+	}
+	if (c->state != S_UPGRADE)
+		for (; k < c->qn && n < WRITE_IOV && total < WRITEV_MAX; k++) {
+			m = conn_qat(c, k);
+			iov[n].iov_base = MSG_FRAME(m);
+			iov[n].iov_len = MSG_FRAME_LEN(m);
+			total += iov[n++].iov_len;
+		}
+	if (n == 0)
+		return 0;
+	do
+		w = writev(lws_get_socket_fd(c->wsi), iov, n);
+	while (w < 0 && errno == EINTR);
+	if (w < 0)
+		return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+	/* take off what went, in the order it was laid out */
+	left = (size_t)w;
+	if (c->qoff) {
+		m = conn_qat(c, 0);
+		r = MSG_FRAME_LEN(m) - c->qoff;
+		if (left < r) {
+			c->qoff += left;
+			return 0;
+		}
+		left -= r;
+		c->qoff = 0;
+		conn_qpop(c);
+	}
+	r = c->out.len - c->out_off;
+	if (left < r) {
+		c->out_off += left;
+		return 0;
+	}
+	c->out_off += r;
+	left -= r;
+	while (left) {
+		m = conn_qat(c, 0);
+		r = MSG_FRAME_LEN(m);
+		if (left < r) {
+			c->qoff = left;
+			break;
+		}
+		left -= r;
+		conn_qpop(c);
+	}
+	return 0;
+}
+
+/* Write what c has for the wire, as much as the socket takes; -1 asks lws
+ * to close the connection. */
+int
+conn_writeable(struct conn *c)
+{
+	int unsent;
+
+	if (c->outbound || lws_is_ssl(c->wsi) ? write_copy(c) : write_vec(c))
+		return -1;
+	unsent = c->qoff || c->out_off < c->out.len;
 	if (c->close_sent) {
 		/* our close frame is out: the connection ends when the
 		 * peer's comes, or after a while without it */
-		if (c->close_rcvd)
+		if (unsent)
+			lws_callback_on_writable(c->wsi);
+		else if (c->close_rcvd)
 			return -1;
 		if (!c->close_deadline)
 			c->close_deadline = now_ms() + CLOSE_WAIT_MS;
 		return 0;
 	}
-	more = c->qhead || c->pong_due || c->ping_due || c->hs.len ||
-	    (c->closing && !c->close_sent);
-	if (more)
+	if (unsent || c->qn || c->pong_due || c->ping_due || c->hs.len ||
+	    c->closing)
 		lws_callback_on_writable(c->wsi);
 	return 0;
 }
@@ -608,7 +745,7 @@ conn_gone(struct lws *wsi, struct conn *c, const char *why)
 		n_inbound--;
 	dial_forget(c);
 	acct_release(c);
-	queue_free(c);
+	queue_free(c, 0);
 	subs_drop(c);
 	if (c->infl) {
 		for (size_t i = 0; i < max_inflight; i++)
@@ -618,6 +755,7 @@ conn_gone(struct lws *wsi, struct conn *c, const char *why)
 	buf_free(&c->in);
 	buf_free(&c->frag);
 	buf_free(&c->hs);
+	buf_free(&c->out);
 	free(c->url);
 	free(c->expect);
 	free(c->close_reason);

@@ -32,7 +32,9 @@
 #define OUT_LOW		(1u << 20)	/* and resume below this */
 #define KEEP_MAX	(256u << 10)	/* idle buffers larger than this go */
 #define READ_CHUNK	(64u << 10)
-#define WRITE_CHUNK	(64u << 10)	/* bytes handed to the kernel at once */
+#define WRITE_CHUNK	(64u << 10)	/* bytes copied for lws_write at once */
+#define WRITEV_MAX	(256u << 10)	/* bytes in one writev() (about) */
+#define WRITE_IOV	256		/* and frames at most */
 #define QUOTE		80		/* untrusted bytes quoted at most */
 #define SHUTDOWN_MS	3000		/* to close peers and flush stdout */
 #define CLOSE_WAIT_MS	2000		/* for the peer's close frame */
@@ -50,16 +52,21 @@ enum state {
 	S_REJECTED,		/* inbound over a limit, being closed */
 };
 
-struct msg {			/* one outgoing text message, shared */
+/*
+ * One outgoing text message, shared by every connection it goes to.  The
+ * header of its unmasked frame, which is what a server sends, is made once
+ * and sits right before the payload: frame bytes go to the socket as they
+ * are.  A dialed connection masks its frames, so it copies them.
+ */
+struct msg {
 	unsigned refs;
-	size_t len;
-	unsigned char data[];
+	unsigned char hlen;		/* the frame header's length */
+	size_t len;			/* the payload's */
+	unsigned char buf[];		/* WS_HDR_MAX bytes, the payload */
 };
-
-struct qent {
-	struct qent *next;
-	struct msg *m;
-};
+#define MSG_DATA(m)	((m)->buf + WS_HDR_MAX)
+#define MSG_FRAME(m)	((m)->buf + WS_HDR_MAX - (m)->hlen)
+#define MSG_FRAME_LEN(m) ((m)->hlen + (m)->len)
 
 struct sub;
 
@@ -99,9 +106,14 @@ struct conn {
 	char wskey[WS_KEY_LEN + 1];	/* outbound: the key we sent */
 	struct buf hs;			/* handshake bytes to send first */
 
-	/* queue of outgoing messages */
-	struct qent *qhead, *qtail;
-	size_t qbytes;
+	/* queue of outgoing messages: a ring of qcap (a power of 2) slots,
+	 * qn of them used from qfirst on */
+	struct msg **q;
+	unsigned qcap, qfirst, qn;
+	size_t qbytes;			/* their payload bytes */
+	size_t qoff;			/* bytes of the first one's frame sent */
+	struct buf out;			/* control frames, the handshake */
+	size_t out_off;			/* bytes of out sent */
 
 	/* Northstar */
 	struct sub *subs;
@@ -153,6 +165,7 @@ void conn_gone(struct lws *wsi, struct conn *c, const char *why);
 void conn_close(struct conn *c, int code, const char *reason, int now);
 void conn_drop(struct conn *c);
 void conn_queue(struct conn *c, struct msg *m);
+void conn_qpop(struct conn *c);
 struct msg *msg_new(const char *p, size_t len);
 void msg_unref(struct msg *m);
 void send_jv(struct conn *c, jv v);
@@ -182,6 +195,8 @@ void ws_resume(struct conn *c);
 void ws_client_hello(struct conn *c, const char *host, int port,
     const char *path);
 size_t ws_fill(struct conn *c, struct buf *w, size_t soft);
+void ws_fill_ctl(struct conn *c, struct buf *w);
+void ws_fill_close(struct conn *c, struct buf *w);
 void ws_http_refuse(struct conn *c, int status, const char *text);
 
 /* Logins (login.c). */
@@ -224,5 +239,12 @@ void subs_resync(void);
 void subs_free_all(void);
 
 int64_t now_ms(void);
+
+/* The k-th message in c's queue (k < c->qn). */
+static inline struct msg *
+conn_qat(const struct conn *c, unsigned k)
+{
+	return c->q[(c->qfirst + k) & (c->qcap - 1)];
+}
 
 #endif

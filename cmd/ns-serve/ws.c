@@ -389,22 +389,16 @@ frame_out(struct conn *c, struct buf *w, int op, const unsigned char *p,
 		ws_mask((unsigned char *)w->p + at, n, mask, 0);
 }
 
-/* Append to w what c should write next: handshake bytes, control frames,
- * then queued messages until w holds about soft bytes, then a close frame
- * when the connection is closing and its queue is empty.  Returns the
- * bytes appended. */
-size_t
-ws_fill(struct conn *c, struct buf *w, size_t soft)
+/* Append to w the handshake bytes and control frames c has to send. */
+void
+ws_fill_ctl(struct conn *c, struct buf *w)
 {
-	size_t start = w->len;
-	struct qent *q;
-
 	if (c->hs.len) {
 		buf_add(w, c->hs.p, c->hs.len);
 		buf_free(&c->hs);
 	}
 	if (c->state == S_UPGRADE || c->close_sent)
-		return w->len - start;
+		return;
 	if (c->pong_due) {
 		frame_out(c, w, WS_PONG, c->pong, c->pong_len);
 		c->pong_due = 0;
@@ -413,16 +407,37 @@ ws_fill(struct conn *c, struct buf *w, size_t soft)
 		frame_out(c, w, WS_PING, NULL, 0);
 		c->ping_due = 0;
 	}
-	while ((q = c->qhead) && w->len - start < soft) {
-		frame_out(c, w, WS_TEXT, q->m->data, q->m->len);
-		c->qhead = q->next;
-		if (!c->qhead)
-			c->qtail = NULL;
-		c->qbytes -= q->m->len;
-		msg_unref(q->m);
-		free(q);
+}
+
+/* Append to w what c should write next: handshake bytes, control frames,
+ * then queued messages until w holds about soft bytes, then a close frame
+ * when the connection is closing and its queue is empty.  Returns the
+ * bytes appended. */
+size_t
+ws_fill(struct conn *c, struct buf *w, size_t soft)
+{
+	size_t start = w->len;
+	struct msg *m;
+
+	ws_fill_ctl(c, w);
+	if (c->state == S_UPGRADE || c->close_sent)
+		return w->len - start;
+	while (c->qn && w->len - start < soft) {
+		m = conn_qat(c, 0);
+		frame_out(c, w, WS_TEXT, MSG_DATA(m), m->len);
+		conn_qpop(c);
 	}
-	if (c->closing && !c->qhead && c->state != S_DIALING) {
+	ws_fill_close(c, w);
+	return w->len - start;
+}
+
+/* Append to w c's close frame, once it is closing and its queue is
+ * empty. */
+void
+ws_fill_close(struct conn *c, struct buf *w)
+{
+	if (c->closing && !c->qn && !c->close_sent &&
+	    c->state != S_DIALING && c->state != S_UPGRADE) {
 		unsigned char pl[2 + 123];
 		const char *r = c->close_reason ? c->close_reason : "";
 		size_t rl = strnlen(r, 123);
@@ -437,5 +452,4 @@ ws_fill(struct conn *c, struct buf *w, size_t soft)
 		frame_out(c, w, WS_CLOSE, pl, 2 + rl);
 		c->close_sent = 1;
 	}
-	return w->len - start;
 }
