@@ -9,12 +9,19 @@
  * pair counts once.  Prints one JSON line:
  *   {"subscribers","events","rate","setup_s","publish_s","p50_ms","p90_ms",
  *    "p99_ms","max_ms","delivered","expected","missing","duplicates",
- *    "unknown","acked","refused","ack_p50_ms","ack_p99_ms","dropped",
- *    "cpu_s"}
+ *    "disordered","unknown","acked","refused","ack_p50_ms","ack_p99_ms",
+ *    "dropped","cpu_s","run_s","node_cpu_s"}
  * and with -P also "per_port_max_ms" and "per_port_missing", one number
  * per port of the list, in its order (max -1: nothing delivered there).
- *   usage: fanout -p PORT -k KEYFILE -s SPACE -n N -r RATE -f BEAMS
- *                 [-P PORT,PORT,...] [-t SECONDS] [-w SECONDS]
+ *   usage: fanout -p PORT -k KEYFILE -s SPACE -n N (-r RATE | -W WINDOW)
+ *                 -f BEAMS [-P PORT,PORT,...] [-c PID,PID,...]
+ *                 [-t SECONDS] [-w SECONDS]
+ * -W publishes as fast as the answers allow instead of at RATE: at most
+ * WINDOW requests unanswered at once (the fan-out blast).  -c names the
+ * node's processes: "node_cpu_s" is the CPU time they used from the
+ * first request to the last delivery (or the end of the wait), read from
+ * /proc; run_s is that time on the clock.  "disordered" counts events a
+ * subscriber got after a later one of the same publisher.
  * -P spreads the subscribers over several nodes (federation): subscriber i
  * connects to the i-th port of the list, round and round, while the
  * publisher stays on -p.  Each node signs its own login challenge; the
@@ -94,10 +101,16 @@ static struct {
 	int32_t *table;		/* open addressing: beam index + 1, 0 empty */
 	size_t tmask;
 	int32_t *lat;		/* nsub * nbeam microseconds, -1: not yet */
+	int *last;		/* per subscriber: the latest beam index, -1 */
+	int window;		/* -W: unanswered requests at most; 0: -r */
+	int *pids;		/* -c: the node's processes */
+	int npids;
+	double cpu0, cpu1;	/* their CPU seconds at t_pub and the end */
+	double t_end;
 
 	enum phase phase;
 	double start, t_ready, t_pub, t_last, t_close;
-	long delivered, dups, unknown, acked, refused;
+	long delivered, dups, disordered, unknown, acked, refused;
 	int quit, status;
 	struct buf wbuf;
 } g;
@@ -108,8 +121,9 @@ static void
 usage(int status)
 {
 	fprintf(status ? stderr : stdout,
-	    "usage: fanout -p PORT -k KEYFILE -s SPACE -n N -r RATE -f BEAMS\n"
-	    "              [-P PORT,PORT,...] [-t SECONDS] [-w SECONDS]\n");
+	    "usage: fanout -p PORT -k KEYFILE -s SPACE -n N (-r RATE | -W WINDOW)\n"
+	    "              -f BEAMS [-P PORT,PORT,...] [-c PID,PID,...]\n"
+	    "              [-t SECONDS] [-w SECONDS]\n");
 	exit(status);
 }
 
@@ -283,7 +297,13 @@ conn_port(int idx)
 static int
 due(double now)
 {
-	double d = floor((now - g.t_pub) * g.rate) + 1;
+	double d;
+
+	if (g.window) {
+		d = (double)g.acked + (double)g.refused + g.window;
+		return d >= g.nbeam ? g.nbeam : (int)d;
+	}
+	d = floor((now - g.t_pub) * g.rate) + 1;
 
 	return d >= g.nbeam ? g.nbeam : (int)d;
 }
@@ -464,6 +484,10 @@ on_event(struct conn *c, const char *p, size_t len, double t)
 	double us = (t - g.beams[b].sent) * 1e6;
 	*slot = us > INT32_MAX ? INT32_MAX : (int32_t)us;
 	g.delivered++;
+	if (b < g.last[c->idx - 1])
+		g.disordered++;
+	else
+		g.last[c->idx - 1] = b;
 }
 
 /* An answer on the ready publisher. */
@@ -488,6 +512,8 @@ on_answer(const char *p, size_t len, double t)
 		if (g.refused++ == 0)
 			warn("publisher: refused: %.300s", p);
 	}
+	if (g.window && g.phase == P_PUBLISH && g.conns[0].wsi)
+		lws_callback_on_writable(g.conns[0].wsi);
 }
 
 static void
@@ -584,6 +610,36 @@ static const struct lws_protocols protocols[] = {
 	{ NULL, NULL, 0, 0, 0, NULL, 0 }
 };
 
+/* --- the node's CPU ----------------------------------------------------- */
+
+/* CPU seconds (user + system) used so far by the -c processes; one that
+ * is gone counts nothing. */
+static double
+node_cpu(void)
+{
+	static long hz;
+	double s = 0;
+	char path[64], line[1024], *p;
+	unsigned long ut, st;
+	FILE *f;
+	int i;
+
+	if (!hz && (hz = sysconf(_SC_CLK_TCK)) <= 0)
+		hz = 100;
+	for (i = 0; i < g.npids; i++) {
+		snprintf(path, sizeof(path), "/proc/%d/stat", g.pids[i]);
+		if (!(f = fopen(path, "r")))
+			continue;
+		if (fgets(line, sizeof(line), f) &&
+		    (p = strrchr(line, ')')) &&
+		    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u "
+		    "%*u %lu %lu", &ut, &st) == 2)
+			s += (double)(ut + st) / (double)hz;
+		fclose(f);
+	}
+	return s;
+}
+
 /* --- the run ------------------------------------------------------------ */
 
 static void
@@ -593,6 +649,10 @@ begin_close(void)
 
 	g.phase = P_CLOSE;
 	g.t_close = now_s();
+	if (g.t_end == 0) {
+		g.t_end = g.t_close;
+		g.cpu1 = node_cpu();
+	}
 	for (i = 0; i < g.nconn; i++)
 		if (g.conns[i].wsi && g.conns[i].state != C_CLOSED) {
 			g.conns[i].closing = 1;
@@ -636,7 +696,8 @@ tick(void)
 	case P_SETUP:
 		if (g.nready == g.nconn) {
 			g.t_ready = now;
-			g.t_pub = now;
+			g.cpu0 = node_cpu();
+			g.t_pub = now_s();
 			g.phase = P_PUBLISH;
 			lws_callback_on_writable(g.conns[0].wsi);
 		} else if (now - g.start > g.setup_max) {
@@ -658,9 +719,13 @@ tick(void)
 			lws_callback_on_writable(g.conns[0].wsi);
 		break;
 	case P_DRAIN:
-		if ((g.delivered + g.dups >= expected &&
-		    g.acked + g.refused >= g.nsent) ||
-		    now - g.t_last > g.drain_max)
+		if (g.delivered + g.dups >= expected &&
+		    g.acked + g.refused >= g.nsent) {
+			/* the last delivery was within the last tick */
+			g.t_end = now;
+			g.cpu1 = node_cpu();
+			begin_close();
+		} else if (now - g.t_last > g.drain_max)
 			begin_close();
 		break;
 	case P_CLOSE:
@@ -670,7 +735,8 @@ tick(void)
 	case P_DONE:
 		break;
 	}
-	set_tick(g.phase == P_PUBLISH ? 1 : 10);
+	set_tick(g.phase == P_PUBLISH && !g.window ? 1 : g.phase == P_DRAIN &&
+	    g.window ? 1 : 10);
 }
 
 static int
@@ -746,30 +812,31 @@ report_ports(void)
 	free(miss);
 }
 
-/* -P PORT,PORT,...: at most 10000 ports. */
-static void
-parse_ports(const char *arg)
+/* -P PORT,PORT,... or -c PID,PID,...: at most 10000 numbers from lo
+ * to hi, into *list. */
+static int
+parse_list(const char *opt, const char *arg, long lo, long hi, int **list)
 {
 	const char *p = arg;
 	char *end;
 	long v;
+	int n = 0;
 
-	g.nports = 0;
 	for (;;) {
 		errno = 0;
 		v = strtol(p, &end, 10);
-		if (errno || end == p || v < 1 || v > 65535 ||
-		    (*end != ',' && *end != '\0') || g.nports >= 10000) {
-			warn("-P: not a list of ports: %.60s", arg);
+		if (errno || end == p || v < lo || v > hi ||
+		    (*end != ',' && *end != '\0') || n >= 10000) {
+			warn("%s: not a list of numbers: %.60s", opt, arg);
 			usage(2);
 		}
-		g.ports = xrealloc(g.ports, (size_t)(g.nports + 1) *
-		    sizeof(*g.ports));
-		g.ports[g.nports++] = (int)v;
+		*list = xrealloc(*list, (size_t)(n + 1) * sizeof(**list));
+		(*list)[n++] = (int)v;
 		if (*end == '\0')
 			break;
 		p = end + 1;
 	}
+	return n;
 }
 
 static void
@@ -798,16 +865,18 @@ report(void)
 	    "\"setup_s\":%.3f,\"publish_s\":%.3f,"
 	    "\"p50_ms\":%.2f,\"p90_ms\":%.2f,\"p99_ms\":%.2f,\"max_ms\":%.2f,"
 	    "\"delivered\":%zu,\"expected\":%zu,\"missing\":%zu,"
-	    "\"duplicates\":%ld,\"unknown\":%ld,\"acked\":%ld,\"refused\":%ld,"
+	    "\"duplicates\":%ld,\"disordered\":%ld,\"unknown\":%ld,"
+	    "\"acked\":%ld,\"refused\":%ld,"
 	    "\"ack_p50_ms\":%.2f,\"ack_p99_ms\":%.2f,\"dropped\":%d,"
-	    "\"cpu_s\":%.2f",
+	    "\"cpu_s\":%.2f,\"run_s\":%.3f,\"node_cpu_s\":%.2f",
 	    g.nsub, g.nbeam, g.nsent, g.rate,
 	    g.t_ready > 0 ? g.t_ready - g.start : -1,
 	    g.t_last > 0 ? g.t_last - g.t_pub : -1,
 	    pct(v, n, 0.5), pct(v, n, 0.9), pct(v, n, 0.99),
-	    n ? v[n - 1] / 1000.0 : -1, n, total, total - n, g.dups, g.unknown,
-	    g.acked, g.refused, pct(a, na, 0.5), pct(a, na, 0.99), g.dropped,
-	    cpu);
+	    n ? v[n - 1] / 1000.0 : -1, n, total, total - n, g.dups,
+	    g.disordered, g.unknown, g.acked, g.refused, pct(a, na, 0.5),
+	    pct(a, na, 0.99), g.dropped, cpu,
+	    g.t_end > 0 ? g.t_end - g.t_pub : -1, g.cpu1 - g.cpu0);
 	free(v);
 	free(a);
 	if (g.nports > 0)
@@ -851,14 +920,20 @@ main(int argc, char **argv)
 	prog = "fanout";
 	g.setup_max = 30;
 	g.drain_max = 5;
-	while ((ch = getopt_long(argc, argv, "p:P:k:s:n:r:f:t:w:h", longopts,
+	while ((ch = getopt_long(argc, argv, "p:P:c:k:s:n:r:W:f:t:w:h", longopts,
 	    NULL)) != -1) {
 		switch (ch) {
 		case 'p':
 			g.port = (int)num_arg("-p", optarg, 1, 65535);
 			break;
 		case 'P':
-			parse_ports(optarg);
+			g.nports = parse_list("-P", optarg, 1, 65535, &g.ports);
+			break;
+		case 'c':
+			g.npids = parse_list("-c", optarg, 1, 1l << 30, &g.pids);
+			break;
+		case 'W':
+			g.window = (int)num_arg("-W", optarg, 1, 100000);
 			break;
 		case 'k':
 			keyfile = optarg;
@@ -889,7 +964,7 @@ main(int argc, char **argv)
 		}
 	}
 	if (optind != argc || !g.port || !keyfile || !g.space || !g.nsub ||
-	    g.rate <= 0 || !file)
+	    (g.rate <= 0 && !g.window) || !file)
 		usage(2);
 	if (sodium_init() < 0)
 		die("libsodium failed to initialize");
@@ -901,6 +976,8 @@ main(int argc, char **argv)
 	g.lat = xmalloc((size_t)g.nsub * (size_t)g.nbeam * sizeof(*g.lat));
 	memset(g.lat, 0xff, (size_t)g.nsub * (size_t)g.nbeam *
 	    sizeof(*g.lat));
+	g.last = xmalloc((size_t)g.nsub * sizeof(*g.last));
+	memset(g.last, 0xff, (size_t)g.nsub * sizeof(*g.last));
 	g.nconn = g.nsub + 1;
 	g.conns = xcalloc((size_t)g.nconn, sizeof(*g.conns));
 
@@ -971,6 +1048,8 @@ main(int argc, char **argv)
 	free(g.beams);
 	free(g.table);
 	free(g.lat);
+	free(g.last);
+	free(g.pids);
 	free(g.conns);
 	free(g.ports);
 	free(hostport);

@@ -12,6 +12,8 @@
 #   BENCH_INGEST    signed beams per client connection, 4 connections
 #                   (default 10000)
 #   BENCH_FANOUT_S  seconds of publishing at 500 events/s (default 4)
+#   BENCH_BLAST     events of the fan-out blast to 100 subscribers
+#                   (default 3000)
 #   BENCH_FED_*     the federation figures: see fed.sh
 # Everything runs on 127.0.0.1; every node and client started here is
 # stopped on exit.
@@ -24,6 +26,7 @@ export PATH
 N=${BENCH_N:-50000}
 IN=${BENCH_INGEST:-10000}
 FS=${BENCH_FANOUT_S:-4}
+BLAST=${BENCH_BLAST:-3000}
 RATE=500
 SUBS="100 500"
 tmp=$(mktemp -d)
@@ -452,6 +455,49 @@ for n in $SUBS; do
 		trouble=1
 	fi
 done
+
+# The blast: one publisher as fast as the answers come (256 requests
+# unanswered at most), 100 subscribers.  The node's CPU (every process of
+# it, from /proc) from the first request to the last delivery, per
+# delivered message.
+echo
+echo "fan-out blast: $BLAST events as fast as acknowledged, 100 subscribers"
+gen "$tmp/blast" "$BLAST" "$first"
+sp=$(cat "$NODE_DIR/run/serve.pid")
+c0=$(awk '{ print $14 + $15 }' "/proc/$sp/stat")
+rc=0
+timeout -k 5 180 "$tmp/fanout" -p "$PORT" -k "$tmp/k" -s "$SPACE" -n 100 \
+    -W 256 -f "$tmp/blast" -w 15 -c "$(node_pids | paste -s -d, -)" \
+    >"$tmp/fan.out" 2>"$tmp/fan.err" || rc=$?
+c1=$(awk '{ print $14 + $15 }' "/proc/$sp/stat" 2>/dev/null || echo "$c0")
+if [ $rc -ne 0 ] || [ ! -s "$tmp/fan.out" ]; then
+	say "fan-out blast: the load tool failed (status $rc):"
+	sed 's/^/    /' "$tmp/fan.err" | head -5
+	sum_line "fan-out blast 100" "failed" ""
+	trouble=1
+else
+	o=$(cat "$tmp/fan.out")
+	j() { echo "$o" | jq -r ".$1"; }
+	del=$(j delivered) exp=$(j expected) dup=$(j duplicates)
+	dis=$(j disordered)
+	us=$(calc "%.2f" "$(j node_cpu_s) / ($del > 0 ? $del : 1) * 1e6")
+	serve_us=$(calc "%.2f" "($c1 - $c0) / $HZ / ($del > 0 ? $del : 1) * 1e6")
+	echo "fan-out blast: $(calc "%.0f" "$del / $(j run_s)") messages/s delivered; node CPU $us us per delivered message (goal <= 4.6)"
+	echo "    delivered $del of $exp, duplicates $dup, out of order $dis; ns-serve $serve_us us per message (set-up included); load tool $(calc "%.0f" "$(j cpu_s) / $(j run_s) * 100")% of a core"
+	[ "$(j dropped)" = 0 ] || echo "    the node closed $(j dropped) subscriber connections"
+	if [ "$del" = 0 ]; then
+		met="MISSED (nothing delivered)"
+	else
+		met=$(goal_lt "$us" 4.6001)
+	fi
+	sum_line "fan-out blast 100, CPU per delivery" "$us us (ns-serve $serve_us)" "[goal <= 4.6 us] $met"
+	if [ "$del" != "$exp" ] || [ "$dup" != 0 ] || [ "$dis" != 0 ] ||
+	    [ "$(j refused)" != 0 ]; then
+		say "    TROUBLE: $(j missing) deliveries missing, $dup duplicated, $dis out of order, $(j refused) beams refused"
+		sum_line "" "TROUBLE: blast $(j missing) missing, $dup duplicates, $dis out of order" ""
+		trouble=1
+	fi
+fi
 node_stop
 
 # --- fairness ---------------------------------------------------------------
