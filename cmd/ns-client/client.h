@@ -2,7 +2,8 @@
  * ns-client, shared between its files: options, setup and main
  * (main.c), the connection, login and the send queue (conn.c), the
  * one-shot commands and their answers (cmds.c), subscriptions and their
- * history (subscribe.c), and the stdin reader (input.c).
+ * history (subscribe.c), the stdin readers (input.c), and live streams
+ * (stream.c).
  */
 #ifndef NS_CLIENT_H
 #define NS_CLIENT_H
@@ -15,6 +16,7 @@
 #include <libwebsockets.h>
 
 #include "buf.h"
+#include "didkey.h"
 #include "hash.h"
 #include "key.h"
 
@@ -33,15 +35,34 @@
 #define BUSY_TRIES	10		/* sends of a request the node calls busy */
 #define BUSY_WAIT	1.0		/* seconds, when it gives no retryAfter */
 #define BUSY_WAIT_MAX	10.0		/* seconds, whatever it gives */
+#define PUSH_WINDOW	32		/* stream push: chunks in flight */
+#define PUSH_WINDOW_MAX	64		/* a DID's share of a busy node */
+#define CHUNK_DEFAULT	16384		/* stream push: raw bytes a chunk */
+/* A chunk is at most 65536 bytes in canonical form.  Its members other
+ * than "data" take at most 367 of them (a 64-character uniqueId, an n of
+ * 16 digits, a 13-digit ts), which leaves 65169 characters of base64url:
+ * 48876 bytes. */
+#define CHUNK_DATA_MAX	48876
+#define CHUNK_CANON_MAX	65536
+#define FLUSH_MS	100		/* stream push: a part chunk waits so long */
+#define RETRY_S		60		/* stream push: reconnect for so long */
+#define RETRY_FIRST	0.25		/* seconds before the first reconnect */
+#define RETRY_MAX	2.0		/* seconds between reconnects, at most */
 
 enum cmd {
 	C_LOGIN, C_CREATE, C_JOIN, C_LEAVE, C_INVITE, C_REMOVE, C_BEAM,
-	C_HISTORY, C_MEMBERS, C_INFO, C_SUBSCRIBE, C_GET, C_DELETE, C_RPC
+	C_HISTORY, C_MEMBERS, C_INFO, C_SUBSCRIBE, C_GET, C_DELETE, C_RPC,
+	C_STREAM_PUSH, C_STREAM_WATCH
 };
 
 /* What to do with the answer to a request. */
 enum kind {
-	K_LOGIN, K_PRINT, K_GET, K_HISTORY, K_SUBSCRIBE, K_PAGE, K_RPC, K_BAD
+	K_LOGIN, K_PRINT, K_GET, K_HISTORY, K_SUBSCRIBE, K_PAGE, K_RPC, K_BAD,
+	/* stream.c's, from here on */
+	K_EDGE,			/* push: stream.recent for the edge */
+	K_CHECK,		/* push: did the node take chunk n? */
+	K_WATCH,		/* watch: stream.watch */
+	K_RECENT		/* watch: a page of stream.recent */
 };
 
 /* Connection states, in order. */
@@ -67,6 +88,7 @@ struct slot {
 	int tries;		/* times sent */
 	double again;		/* busy: when to send it again, else 0 */
 	int sub;		/* subscribe, K_PAGE: which space */
+	int64_t n;		/* K_CHECK: which chunk */
 };
 
 /*
@@ -110,8 +132,10 @@ struct client {
 	/* options */
 	const char *url, *keyfile, *want_node;
 	double timeout;
-	int timeout_given, any_address, raw, quiet;
+	int timeout_given, any_address, raw, quiet, verbose;
 	int64_t window, after, limit, count, from;
+	int64_t chunk, flush_ms;	/* stream push */
+	double retry;			/* stream push: seconds, 0 never */
 	const char *get_address;
 	enum cmd cmd;
 	char **args;
@@ -143,6 +167,14 @@ struct client {
 	char cce[128];		/* libwebsockets' word for it */
 	char lws_err[128];	/* its last error line */
 
+	/* stream push: a connection that drops is made again */
+	int ready_once;		/* logged in at least once */
+	double down_since;	/* when it dropped; 0: up */
+	double retry_at;	/* the next attempt */
+	double backoff;
+	char down_why[300];	/* why it dropped, for the last word */
+	char pinned[DIDKEY_MAX];	/* the node's DID, from the first login */
+
 	/* producers */
 	int list_i, list_n;		/* one-shot commands, subscribe */
 	int hist_state;			/* 0 want a page, 1 waiting, 2 done */
@@ -172,6 +204,8 @@ void emit(jv v);
 
 /* conn.c */
 extern const struct lws_protocols protocols[];
+/* Dial the node (again).  0, or -1 when the name does not resolve. */
+int conn_open(void);
 void outq_push(struct buf *b);
 void outq_free(void);
 int slot_free_for_next(void);
@@ -193,6 +227,8 @@ jv sign_event(jv ev);
 jv node_fields(jv ev);
 /* Close the connection (cleanly once it is up) and leave the loop. */
 void begin_close(void);
+/* 1 and *wait (seconds) if msg (borrowed) is a busy error; 0 otherwise. */
+int busy_wait(jv msg, double *wait);
 void lws_log(int level, const char *line);
 /* Say why no connection was made (after the loop: it may block). */
 void report_connect_failure(void);
@@ -235,8 +271,33 @@ void on_event(jv msg, const char *method);
 int inq_pop(struct item *it);
 /* One value from stdin, for beam or rpc. */
 void send_input(struct item *it);
+/* Start the thread that reads stdin: JSON values, or for stream push
+ * raw chunks of g.chunk bytes at most, each sent on when full or when
+ * g.flush_ms have passed since its first byte. */
 void start_reader(void);
 /* The loop is over: the reader stops and wakes it no more. */
 void input_stop(void);
+
+/* stream.c */
+/* Parse SPACE (argv) as a stream's id and find its owner; -1 if it is
+ * not one. */
+int stream_setup(const char *space);
+/* Send what is due: the edge or the watch, chunks, pages. */
+void stream_pump(void);
+/* An answer to a stream request of the ring (msg consumed). */
+void stream_answer(struct slot *s, jv msg);
+/* The answer to stream.push of chunk n (msg borrowed). */
+void stream_push_answer(int64_t n, jv msg);
+/* A notification during stream watch (msg borrowed). */
+void stream_notification(jv msg, const char *method);
+/* Timeouts and busy resends; every tick. */
+void stream_tick(double now);
+/* The connection dropped and will be made again: resend what is not in. */
+void stream_conn_lost(void);
+/* SIGINT or SIGTERM during push: stop reading, finish what was read.
+ * 0, or -1 if it was asked already (the second signal). */
+int stream_stop(void);
+/* At the end: the -v summary, and memory. */
+void stream_free(void);
 
 #endif

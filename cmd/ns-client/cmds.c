@@ -85,6 +85,8 @@ send_command(int i)
 	switch (g.cmd) {
 	case C_LOGIN:
 	case C_RPC:
+	case C_STREAM_PUSH:
+	case C_STREAM_WATCH:
 		break;
 	case C_CREATE:
 		buf_addf(&b, "%s/%s/%s", a[0], didkey_keyid(g.key->did), a[1]);
@@ -193,6 +195,12 @@ pump(void)
 	struct item it;
 	int r;
 
+	if (g.cmd == C_STREAM_PUSH || g.cmd == C_STREAM_WATCH) {
+		stream_pump();
+		if (g.outq && g.wsi)
+			lws_callback_on_writable(g.wsi);
+		return;
+	}
 	while (g.state == S_READY && slot_free_for_next() && !produce_done()) {
 		if (g.cmd == C_HISTORY) {
 			if (g.hist_state != 0)
@@ -305,6 +313,17 @@ handle_login(jv msg)
 	g.state = S_READY;
 	if (g.cmd == C_LOGIN)
 		emit(g.raw ? jv_copy(msg) : jv_copy(res));
+	/* a connection made again must reach the same node */
+	if (!g.want_node && jv_get_kind(g.node) == JV_KIND_STRING) {
+		snprintf(g.pinned, sizeof(g.pinned), "%s",
+		    jv_string_value(g.node));
+		g.want_node = g.pinned;
+	}
+	if (g.down_since && g.verbose)
+		warn("%s: logged in again after %.1f s", g.url,
+		    now_s() - g.down_since);
+	g.down_since = 0;
+	g.ready_once = 1;
 out:
 	jv_free(res);
 }
@@ -359,6 +378,10 @@ handle(struct slot *s)
 		else if (!g.quiet)
 			warn("%s", jsonl_str(msg, "msg"));
 		emit(msg);
+		return;
+	}
+	if (s->kind >= K_EDGE) {
+		stream_answer(s, msg);
 		return;
 	}
 	if (s->kind == K_RPC) {

@@ -1,7 +1,8 @@
 /*
  * ns-client: the connection.  The libwebsockets callback, the node's
  * challenge and the login, the queue of messages to send, the ring of
- * requests in flight with their busy retries, and the timers.
+ * requests in flight with their busy retries, the timers, and for stream
+ * push, dialing again when the connection drops.
  */
 #include <errno.h>
 #include <signal.h>
@@ -11,6 +12,7 @@
 #include <strings.h>
 
 #include <libwebsockets.h>
+#include <sodium.h>
 
 #include "canon.h"
 #include "jsonl.h"
@@ -215,7 +217,7 @@ begin_close(void)
 
 /* 1 and *wait (seconds) if msg is a busy error: after data.retryAfter
  * milliseconds, capped; 0 otherwise. */
-static int
+int
 busy_wait(jv msg, double *wait)
 {
 	jv err = jsonl_get(msg, "error"), data = jsonl_get(err, "data");
@@ -274,6 +276,13 @@ on_response(jv msg)
 			if (g.raw || g.cmd == C_RPC)
 				emit(jv_copy(msg));
 		}
+		jv_free(msg);
+		return;
+	}
+	if (id < 0 && g.cmd == C_STREAM_PUSH) {
+		/* chunk n goes as request -n, outside the ring */
+		if (id != INT64_MIN)
+			stream_push_answer(-id, msg);
 		jv_free(msg);
 		return;
 	}
@@ -375,6 +384,10 @@ on_notification(jv msg, const char *method)
 		emit(jv_copy(msg));
 		return;
 	}
+	if (g.cmd == C_STREAM_WATCH && g.state == S_READY) {
+		stream_notification(msg, method);
+		return;
+	}
 	if (g.cmd != C_SUBSCRIBE || g.state != S_READY)
 		return;
 	if (strcmp(method, "unsubscribed") == 0)
@@ -431,6 +444,89 @@ on_writeable(struct lws *wsi)
 	return 0;
 }
 
+int
+conn_open(void)
+{
+	struct lws_client_connect_info ci;
+
+	memset(&ci, 0, sizeof(ci));
+	ci.context = g.ctx;
+	ci.address = g.host;
+	ci.port = g.port;
+	ci.path = g.path;
+	ci.host = g.hostport;
+	ci.origin = g.hostport;
+	ci.ssl_connection = g.tls ? LCCSCF_USE_SSL : 0;
+	ci.local_protocol_name = PROG;
+	ci.pwsi = &g.wsi;
+	/* a name that does not resolve fails here, without a callback */
+	return lws_client_connect_via_info(&ci) ? 0 : -1;
+}
+
+/* Forget the connection that dropped: what was queued for it, the
+ * requests of the ring (stream.c sends again what it needs), a message
+ * half received. */
+static void
+conn_reset(void)
+{
+	outq_free();
+	for (int64_t i = 0; i < g.cap; i++)
+		if (g.slots[i].used)
+			slot_release(&g.slots[i]);
+	g.head = g.next_wire;
+	buf_reset(&g.rx);
+	g.close_code = 0;
+	g.close_reason[0] = '\0';
+	g.tcp_up = 0;
+	g.wsi = NULL;
+	g.state = S_CONNECTING;
+}
+
+/* The connection dropped, or an attempt to make it again failed, for why.
+ * 1 if it will be made again (stream push, once logged in, for up to
+ * --retry seconds); 0 if it is the end. */
+static int
+conn_lost(const char *why)
+{
+	double now = now_s();
+
+	if (g.cmd != C_STREAM_PUSH || !g.ready_once || g.retry <= 0 ||
+	    g.state == S_CLOSING || g.status == 2)
+		return 0;
+	if (!g.down_since) {
+		g.down_since = now;
+		g.backoff = RETRY_FIRST;
+		if (g.verbose)
+			warn("%s: %s: connecting again", g.url, why);
+		stream_conn_lost();
+	}
+	snprintf(g.down_why, sizeof(g.down_why), "%s", why);
+	conn_reset();
+	/* 75 to 125 %, so that pushers that lost the same node do not all
+	 * come back at once */
+	g.retry_at = now + g.backoff * (0.75 + 0.5 * randombytes_uniform(1001) /
+	    1000.0);
+	g.backoff = g.backoff * 2 < RETRY_MAX ? g.backoff * 2 : RETRY_MAX;
+	return 1;
+}
+
+/* While the connection is down: dial again when it is time, give up
+ * after --retry seconds. */
+static void
+conn_retry(double now)
+{
+	if (now - g.down_since > g.retry) {
+		fatal("%s: %s; gave up after %g s", g.url, g.down_why,
+		    g.retry);
+		return;
+	}
+	if (g.wsi || now < g.retry_at)
+		return;
+	g.retry_at = now + RETRY_MAX;	/* until the attempt reports */
+	if (conn_open() != 0)
+		conn_lost(neterr_what(NETERR_NOHOST));
+}
+
 static void
 peer_closed(const unsigned char *in, size_t len)
 {
@@ -455,9 +551,11 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 	case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
 		/* reported after the loop, where finding out more may block */
 		g.wsi = NULL;
-		g.conn_failed = 1;
 		snprintf(g.cce, sizeof(g.cce), "%.*s", in ? (int)len : 0,
 		    in ? (const char *)in : "");
+		if (conn_lost(neterr_what(neterr_from_lws(g.cce))))
+			break;
+		g.conn_failed = 1;
 		g.quit = 1;
 		break;
 	case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER:
@@ -494,6 +592,8 @@ callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 			char why[300];
 			neterr_closed(why, sizeof(why), g.close_code,
 			    g.close_reason);
+			if (conn_lost(why))
+				break;
 			fatal("%s: %s", g.url, why);
 		}
 		g.quit = 1;
@@ -569,8 +669,12 @@ check_times(void)
 		gotsig = 0;
 		if (g.state == S_CLOSING)
 			g.quit = 1;
-		else if (g.cmd == C_SUBSCRIBE && g.state == S_READY)
+		else if ((g.cmd == C_SUBSCRIBE || g.cmd == C_STREAM_WATCH) &&
+		    g.state == S_READY)
 			begin_close();
+		else if (g.cmd == C_STREAM_PUSH && g.state == S_READY &&
+		    stream_stop() == 0)
+			pump();
 		else
 			fatal("interrupted by %s", sig == SIGINT ? "SIGINT" :
 			    "SIGTERM");
@@ -578,6 +682,11 @@ check_times(void)
 	if (g.state == S_CLOSING) {
 		if (now - g.closing_since > CLOSE_WAIT)
 			g.quit = 1;
+		return;
+	}
+	if (g.state < S_READY && g.down_since) {
+		send_again(now);
+		conn_retry(now);
 		return;
 	}
 	if (g.state < S_READY) {
@@ -611,6 +720,8 @@ check_times(void)
 			return;
 		}
 	}
+	if (g.cmd == C_STREAM_PUSH || g.cmd == C_STREAM_WATCH)
+		stream_tick(now);
 	if (g.cmd == C_SUBSCRIBE && g.timeout_given &&
 	    now - g.start > g.timeout) {
 		if (g.count > 0)

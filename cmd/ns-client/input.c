@@ -1,13 +1,17 @@
 /*
- * ns-client: stdin, for beam and rpc.  A thread blocks in read() and hands
- * each JSON value to the loop through a small queue; the loop turns each
- * into a request.
+ * ns-client: stdin, for beam, rpc and stream push.  A thread blocks in
+ * read() and hands each JSON value (or for stream push, each chunk of raw
+ * bytes) to the loop through a small queue; the loop turns each into a
+ * request.  While the queue is full the thread reads no more, so a full
+ * window holds stdin back.
  */
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <libwebsockets.h>
@@ -29,6 +33,31 @@ static struct {
 	int closed;		/* the loop is gone: no more wake-ups */
 	struct lws_context *ctx;
 } inq = { .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER };
+
+/* Hand it (consumed) to the loop, or with eof the end of stdin and err
+ * (errno of a failed read, or 0), waiting while the queue is full.  0, or
+ * -1 if the loop is gone. */
+static int
+inq_put(struct item *it, int eof, int err)
+{
+	pthread_mutex_lock(&inq.mu);
+	while (!eof && inq.n == INQ_MAX && !inq.closed)
+		pthread_cond_wait(&inq.cv, &inq.mu);
+	if (inq.closed) {
+		pthread_mutex_unlock(&inq.mu);
+		free(it ? it->p : NULL);
+		return -1;
+	}
+	if (eof) {
+		inq.eof = 1;
+		inq.err = err;
+	} else
+		inq.q[(inq.head + inq.n++) % INQ_MAX] = *it;
+	/* under the lock, so the loop cannot destroy ctx meanwhile */
+	lws_cancel_service(inq.ctx);
+	pthread_mutex_unlock(&inq.mu);
+	return 0;
+}
 
 static void *
 reader(void *arg)
@@ -59,24 +88,99 @@ reader(void *arg)
 			it.len = len;
 			it.line = line;
 		}
-		pthread_mutex_lock(&inq.mu);
-		while (!eof && inq.n == INQ_MAX && !inq.closed)
-			pthread_cond_wait(&inq.cv, &inq.mu);
-		if (inq.closed) {
-			pthread_mutex_unlock(&inq.mu);
-			free(it.p);
+		if (inq_put(eof ? NULL : &it, eof, err) != 0)
 			break;
-		}
-		if (eof) {
-			inq.eof = 1;
-			inq.err = err;
-		} else
-			inq.q[(inq.head + inq.n++) % INQ_MAX] = it;
-		/* under the lock, so the loop cannot destroy ctx meanwhile */
-		lws_cancel_service(inq.ctx);
-		pthread_mutex_unlock(&inq.mu);
 	}
 	jsonin_free(&in);
+	return NULL;
+}
+
+static int64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The len bytes at p, as one chunk, to the loop.  0, or -1 if the loop is
+ * gone. */
+static int
+raw_put(const char *p, size_t len)
+{
+	struct item it;
+
+	memset(&it, 0, sizeof(it));
+	it.p = xmalloc(len);
+	memcpy(it.p, p, len);
+	it.len = len;
+	return inq_put(&it, 0, 0);
+}
+
+/* stream push: stdin's bytes in chunks of g.chunk bytes at most.  A chunk
+ * goes when it is full, or when g.flush_ms have passed since its first
+ * byte came: then what can be read at once goes with it, and no more, so
+ * that bytes that trickle in wait no longer than that. */
+static void *
+raw_reader(void *arg)
+{
+	struct pollfd pfd = { .fd = STDIN_FILENO, .events = POLLIN };
+	size_t cap = (size_t)g.chunk, len = 0;
+	char *b = xmalloc(cap);
+	int64_t first = 0, left;
+	ssize_t n;
+	int r, due, err = 0;
+
+	(void)arg;
+	for (;;) {
+		due = 0;
+		if (len > 0) {
+			left = first + g.flush_ms - mono_ms();
+			r = poll(&pfd, 1, left > 0 ? (int)left : 0);
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r < 0) {
+				err = errno;
+				break;
+			}
+			if (r == 0) {		/* nothing more came in time */
+				if (raw_put(b, len) != 0)
+					goto out;
+				len = 0;
+				continue;
+			}
+			due = left <= 0;
+		}
+		n = read(STDIN_FILENO, b + len, cap - len);
+		if (n < 0 && errno == EAGAIN) {
+			/* a non-blocking stdin: wait for it here */
+			poll(&pfd, 1, len > 0 ? 1 : -1);
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			err = errno;
+			break;
+		}
+		if (n == 0)
+			break;
+		if (len == 0)
+			first = mono_ms();
+		len += (size_t)n;
+		if (len == cap || due || mono_ms() >= first + g.flush_ms) {
+			if (raw_put(b, len) != 0)
+				goto out;
+			len = 0;
+		}
+	}
+	/* what was read before the end (or an error) still goes */
+	if (len > 0 && raw_put(b, len) != 0)
+		goto out;
+	inq_put(NULL, 1, err);
+out:
+	free(b);
 	return NULL;
 }
 
@@ -171,7 +275,8 @@ start_reader(void)
 	inq.ctx = g.ctx;
 	sigfillset(&all);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
-	e = pthread_create(&t, NULL, reader, NULL);
+	e = pthread_create(&t, NULL, g.cmd == C_STREAM_PUSH ? raw_reader :
+	    reader, NULL);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (e != 0) {
 		errno = e;

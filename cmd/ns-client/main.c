@@ -7,9 +7,12 @@
  * envelope and beam comes out as one JSON line on stdout.  beam without a
  * JSON argument, and rpc, read JSON objects on stdin.  A request the node
  * answers busy is sent again after the wait it asks for (but in rpc).
+ * stream push reads raw bytes on stdin and pushes them as signed chunks,
+ * connecting again when the connection drops; stream watch writes a
+ * stream's bytes to stdout.
  * Exit 0 if every request succeeded, 1 if the node refused one (its error
- * object is printed) or ended a subscription, 2 on usage, key, connection,
- * login or timeout trouble.
+ * object is printed) or ended a subscription or watch, 2 on usage, key,
+ * connection, login or timeout trouble.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -50,6 +53,8 @@ static const struct {
 	[C_GET] =	{ "get", 1, 1 },
 	[C_DELETE] =	{ "delete", 1, 1 },
 	[C_RPC] =	{ "rpc", 0, 0 },
+	[C_STREAM_PUSH] = { "stream push", 1, 1 },
+	[C_STREAM_WATCH] = { "stream watch", 1, 1 },
 };
 
 struct client g;
@@ -63,7 +68,7 @@ usage(int status)
 	FILE *fp = status == 0 ? stdout : stderr;
 
 	fprintf(fp,
-"usage: " PROG " [-q] [--raw] [-k KEYFILE] [-u URL] [-t SECONDS] [--node DID]\n"
+"usage: " PROG " [-qv] [--raw] [-k KEYFILE] [-u URL] [-t SECONDS] [--node DID]\n"
 "                 [--any-address] [COMMAND [ARG...]]\n");
 	if (status != 0) {
 		fprintf(fp, "try '" PROG " --help'\n");
@@ -97,16 +102,35 @@ usage(int status)
 "  delete PATH                   delete your beam at PATH\n"
 "  rpc [--window N]              send each JSON-RPC request on stdin, print\n"
 "                                every message from the node\n"
+"  stream push SPACE [--chunk BYTES] [--flush MS] [--window N] [--retry SEC]\n"
+"                                push stdin's bytes to your stream SPACE as\n"
+"                                signed live chunks; exit once all are in\n"
+"      --chunk BYTES             bytes a chunk at most (1 to 48876,\n"
+"                                default 16384)\n"
+"      --flush MS                send a part chunk MS ms after its first\n"
+"                                byte (default 100)\n"
+"      --window N                most chunks in flight (1 to 64, default 32)\n"
+"      --retry SEC               connect again for SEC s when the connection\n"
+"                                drops, resending what is not in (default\n"
+"                                60; 0: never)\n"
+"  stream watch SPACE [--after N] [--count K]\n"
+"                                write the stream's live bytes to stdout, in\n"
+"                                order; with --after, first the chunks the\n"
+"                                node holds after chunk N; stop after K\n"
+"                                chunks\n"
 "options:\n"
 "  -k, --key KEYFILE    the user's key (default $NS_KEY, else\n"
 "                       ~/" DEFAULT_KEY ")\n"
 "  -u, --url URL        the node (default $NS_URL, else " DEFAULT_URL ")\n"
 "  -t, --timeout SECONDS  give up on an answer after this long, and on\n"
-"                       connect and login (default 30); subscribe: stop then\n"
+"                       connect and login (default 30); subscribe, stream\n"
+"                       watch: stop then\n"
 "      --node DID       refuse a node that is not DID\n"
 "      --any-address    accept a node that names another address than URL's\n"
 "      --raw            print whole JSON-RPC messages, not only results\n"
 "  -q, --quiet          no stderr line for each request the node refuses\n"
+"  -v, --verbose        stream: say on stderr when a watch starts, when the\n"
+"                       connection is made again, and what was pushed\n"
 "  -h, --help           print this help and exit\n"
 "      --version        print the version and exit\n");
 	exit(status);
@@ -283,19 +307,28 @@ check_args(void)
 
 	if (g.nargs < cmds[g.cmd].min || g.nargs > cmds[g.cmd].max)
 		usage_err("%s: wrong number of arguments", name);
-	if (g.after >= 0 && g.cmd != C_HISTORY)
-		usage_err("--after is for history only");
+	if (g.after >= 0 && g.cmd != C_HISTORY && g.cmd != C_STREAM_WATCH)
+		usage_err("--after is for stream watch and history only");
 	if (g.limit >= 0 && g.cmd != C_HISTORY)
 		usage_err("--limit is for history only");
-	if (g.count >= 0 && g.cmd != C_SUBSCRIBE)
-		usage_err("--count is for subscribe only");
+	if (g.count >= 0 && g.cmd != C_SUBSCRIBE && g.cmd != C_STREAM_WATCH)
+		usage_err("--count is for stream watch and subscribe only");
 	if (g.from >= 0 && g.cmd != C_SUBSCRIBE)
 		usage_err("--from is for subscribe only");
 	if (g.get_address && g.cmd != C_GET)
 		usage_err("--address is for get only");
-	if (g.window > 0 && g.cmd != C_RPC &&
+	if (g.window > 0 && g.cmd != C_RPC && g.cmd != C_STREAM_PUSH &&
 	    !(g.cmd == C_BEAM && g.nargs == 1))
-		usage_err("--window is for rpc and beam from stdin only");
+		usage_err("--window is for rpc, stream push and beam from stdin "
+		    "only");
+	if (g.window > PUSH_WINDOW_MAX && g.cmd == C_STREAM_PUSH)
+		usage_err("--window: want a number from 1 to %d for stream push",
+		    PUSH_WINDOW_MAX);
+	if ((g.chunk >= 0 || g.flush_ms >= 0 || g.retry >= 0) &&
+	    g.cmd != C_STREAM_PUSH)
+		usage_err("--chunk, --flush and --retry are for stream push only");
+	if (g.raw && (g.cmd == C_STREAM_PUSH || g.cmd == C_STREAM_WATCH))
+		usage_err("--raw is not for stream");
 	switch (g.cmd) {
 	case C_CREATE:
 		if (strcmp(a[0], "channel") != 0 && strcmp(a[0], "dm") != 0 &&
@@ -330,6 +363,12 @@ check_args(void)
 					    space_id(a[i]));
 		}
 		break;
+	case C_STREAM_PUSH:
+	case C_STREAM_WATCH:
+		if (stream_setup(a[0]) != 0)
+			usage_err("%s: not a stream's id or northstar:// address",
+			    name);
+		break;
 	case C_GET:
 	case C_DELETE:
 		if (strncmp(a[0], "beam/", 5) != 0)
@@ -355,13 +394,15 @@ parse_options(int argc, char **argv)
 {
 	enum {
 		O_NODE = 256, O_ANY, O_RAW, O_WINDOW, O_AFTER, O_LIMIT,
-		O_COUNT, O_FROM, O_ADDRESS, O_VERSION
+		O_COUNT, O_FROM, O_ADDRESS, O_VERSION, O_CHUNK, O_FLUSH,
+		O_RETRY
 	};
 	static const struct option opts[] = {
 		{ "key",	 required_argument, NULL, 'k' },
 		{ "url",	 required_argument, NULL, 'u' },
 		{ "timeout",	 required_argument, NULL, 't' },
 		{ "quiet",	 no_argument,	    NULL, 'q' },
+		{ "verbose",	 no_argument,	    NULL, 'v' },
 		{ "node",	 required_argument, NULL, O_NODE },
 		{ "any-address", no_argument,	    NULL, O_ANY },
 		{ "raw",	 no_argument,	    NULL, O_RAW },
@@ -371,6 +412,9 @@ parse_options(int argc, char **argv)
 		{ "count",	 required_argument, NULL, O_COUNT },
 		{ "from",	 required_argument, NULL, O_FROM },
 		{ "address",	 required_argument, NULL, O_ADDRESS },
+		{ "chunk",	 required_argument, NULL, O_CHUNK },
+		{ "flush",	 required_argument, NULL, O_FLUSH },
+		{ "retry",	 required_argument, NULL, O_RETRY },
 		{ "help",	 no_argument,	    NULL, 'h' },
 		{ "version",	 no_argument,	    NULL, O_VERSION },
 		{ NULL,		 0,		    NULL, 0 }
@@ -381,7 +425,9 @@ parse_options(int argc, char **argv)
 
 	g.timeout = 30;
 	g.after = g.limit = g.count = g.window = g.from = -1;
-	while ((c = getopt_long(argc, argv, "k:u:t:qh", opts, NULL)) != -1) {
+	g.chunk = g.flush_ms = -1;
+	g.retry = -1;
+	while ((c = getopt_long(argc, argv, "k:u:t:qvh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'k':
 			g.keyfile = optarg;
@@ -398,6 +444,9 @@ parse_options(int argc, char **argv)
 			break;
 		case 'q':
 			g.quiet = 1;
+			break;
+		case 'v':
+			g.verbose = 1;
 			break;
 		case O_NODE:
 			g.want_node = optarg;
@@ -426,6 +475,15 @@ parse_options(int argc, char **argv)
 		case O_ADDRESS:
 			g.get_address = optarg;
 			break;
+		case O_CHUNK:
+			g.chunk = num_arg("--chunk", optarg, 1, CHUNK_DATA_MAX);
+			break;
+		case O_FLUSH:
+			g.flush_ms = num_arg("--flush", optarg, 0, 3600000);
+			break;
+		case O_RETRY:
+			g.retry = (double)num_arg("--retry", optarg, 0, 86400);
+			break;
 		case 'h':
 			usage(0);
 			break;
@@ -437,7 +495,16 @@ parse_options(int argc, char **argv)
 		}
 	}
 	g.cmd = C_RPC;
-	if (optind < argc) {
+	if (optind < argc && strcmp(argv[optind], "stream") == 0) {
+		if (optind + 1 < argc && strcmp(argv[optind + 1], "push") == 0)
+			g.cmd = C_STREAM_PUSH;
+		else if (optind + 1 < argc &&
+		    strcmp(argv[optind + 1], "watch") == 0)
+			g.cmd = C_STREAM_WATCH;
+		else
+			usage_err("stream: want push or watch");
+		optind += 2;
+	} else if (optind < argc) {
 		for (i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
 			if (strcmp(argv[optind], cmds[i].name) == 0)
 				break;
@@ -477,8 +544,18 @@ setup(void)
 	hash_id(g.key->did, strlen(g.key->did), g.author_hash);
 
 	if (g.window < 0)
-		g.window = 64;
+		g.window = g.cmd == C_STREAM_PUSH ? PUSH_WINDOW : 64;
 	g.cap = g.window + 1;	/* + the login */
+	/* stream: chunks are pushed outside the ring, which holds only the
+	 * login, the edge or watch and a page or check */
+	if (g.cmd == C_STREAM_PUSH || g.cmd == C_STREAM_WATCH)
+		g.cap = 4;
+	if (g.chunk < 0)
+		g.chunk = CHUNK_DEFAULT;
+	if (g.flush_ms < 0)
+		g.flush_ms = FLUSH_MS;
+	if (g.retry < 0)
+		g.retry = RETRY_S;
 	/* a subscribe and a history page for each space */
 	if (g.cmd == C_SUBSCRIBE && g.cap < 2 * g.nargs + 1)
 		g.cap = 2 * g.nargs + 1;
@@ -486,8 +563,8 @@ setup(void)
 	g.next_wire = g.head = 1;
 	g.outq_tail = &g.outq;
 	g.node = g.address = jv_invalid();
-	if (g.after < 0)
-		g.after = 0;
+	if (g.after < 0 && g.cmd != C_STREAM_WATCH)
+		g.after = 0;	/* stream watch: -1, no --after */
 	g.hist_after = g.after;
 	if (g.cmd == C_SUBSCRIBE) {
 		g.list_n = g.nsubs = g.subs_open = g.nargs;
@@ -499,14 +576,14 @@ setup(void)
 	}
 	else if (g.cmd != C_LOGIN && g.cmd != C_HISTORY && g.cmd != C_RPC)
 		g.list_n = 1;
-	g.stdin_used = g.cmd == C_RPC || (g.cmd == C_BEAM && g.nargs == 1);
+	g.stdin_used = g.cmd == C_RPC || (g.cmd == C_BEAM && g.nargs == 1) ||
+	    g.cmd == C_STREAM_PUSH;
 }
 
 int
 main(int argc, char **argv)
 {
 	struct lws_context_creation_info info;
-	struct lws_client_connect_info ci;
 	struct sigaction sa;
 	int64_t i;
 
@@ -538,18 +615,7 @@ main(int argc, char **argv)
 
 	g.start = now_s();
 	g.state = S_CONNECTING;
-	memset(&ci, 0, sizeof(ci));
-	ci.context = g.ctx;
-	ci.address = g.host;
-	ci.port = g.port;
-	ci.path = g.path;
-	ci.host = g.hostport;
-	ci.origin = g.hostport;
-	ci.ssl_connection = g.tls ? LCCSCF_USE_SSL : 0;
-	ci.local_protocol_name = PROG;
-	ci.pwsi = &g.wsi;
-	/* a name that does not resolve fails here, without a callback */
-	if (!lws_client_connect_via_info(&ci)) {
+	if (conn_open() != 0) {
 		g.conn_failed = 1;
 		g.quit = 1;
 	}
@@ -582,6 +648,8 @@ main(int argc, char **argv)
 	for (int j = 0; j < g.nsubs; j++)
 		jv_free(g.subs[j].held);
 	free(g.subs);
+	if (g.cmd == C_STREAM_PUSH || g.cmd == C_STREAM_WATCH)
+		stream_free();
 	key_free(g.key);
 	if (jsonl_flush() != 0 && g.status < 2) {
 		warn("stdout:");
