@@ -200,3 +200,35 @@ chunks_of() {
 	eventually 10 grep -q '"method":"chunk"' "$BATS_TEST_TMPDIR/w"
 	[ "$(jq -r 'select(.method == "chunk") | .params.data' "$BATS_TEST_TMPDIR/w")" = cmVhbA ]
 }
+
+@test "e2e stream: bytes piped into ns-client stream push on A come out of stream watch on A, B and C, byte for byte" {
+	node_up a
+	node_up b
+	node_up c
+	run -0 ns-client -k "$ALICE" -u "$URL_a" create stream live
+	run -0 ns-client -k "$BOB" -u "$URL_b" join "northstar://$ADDR_a/$T"
+	run -0 ns-client -k "$CAROL" -u "$URL_c" join "northstar://$ADDR_a/$T"
+	eventually 10 sh -c "ns-client -k '$BOB' -u '$URL_c' info '$T' | jq -e '.head >= 3'"
+	head -c 600000 /dev/urandom >"$BATS_TEST_TMPDIR/in"
+	for n in a b c; do
+		u="URL_$n"
+		timeout 60 ns-client -k "$CAROL" -u "${!u}" stream watch "$T" \
+			>"$BATS_TEST_TMPDIR/out.$n" 2>"$BATS_TEST_TMPDIR/err.$n" 3>&- &
+		BG="$BG $!"
+	done
+	# B and C are in the tree once their first join is answered
+	eventually 10 sh -c "jq -e '.streams[0].parents | length >= 1' '$DIR_b/run/relay.stats' >/dev/null"
+	eventually 10 sh -c "jq -e '.streams[0].parents | length >= 1' '$DIR_c/run/relay.stats' >/dev/null"
+	eventually 10 sh -c "jq -e '.streams[0].watchers == 1' '$DIR_a/run/relay.stats' >/dev/null"
+	run -0 timeout 60 ns-client -k "$ALICE" -u "$URL_a" stream push "$T" --chunk 8192 <"$BATS_TEST_TMPDIR/in"
+	for n in a b c; do
+		eventually 20 sh -c "[ \$(stat -c %s '$BATS_TEST_TMPDIR/out.$n') -ge 600000 ]"
+		cmp "$BATS_TEST_TMPDIR/in" "$BATS_TEST_TMPDIR/out.$n"
+	done
+	# each viewer node took each of the 74 chunks once, skipping none
+	# (its stats file is rewritten every second)
+	for n in b c; do
+		d="DIR_$n"
+		eventually 5 sh -c "jq -e '.streams[0] | .in == 74 and .skipped == 0' '${!d}/run/relay.stats' >/dev/null"
+	done
+}
