@@ -1,5 +1,5 @@
 # ns toolkit: see README.md.  make, make check, make check SAN=1, make bench,
-# make bench-fed, make install PREFIX=...
+# make bench-fed, make bench-relay, make install PREFIX=...
 include config.mk
 
 PROGS   = ns-keygen ns-sign ns-verify ns-serve ns-beam ns-client ns-log ns-gossip ns-relay
@@ -85,6 +85,10 @@ bench: deps all testhelpers
 bench-fed: deps all
 	@NS_BIN=$(CURDIR)/$(BINDIR_B) sh share/bench/fed.sh
 
+# Only the live stream figures (also the very last part of make bench).
+bench-relay: deps all testhelpers
+	@NS_BIN=$(CURDIR)/$(BINDIR_B) sh share/bench/relay.sh
+
 # The service files name the installed ns-node and share directory: the
 # sources say /usr/local/bin/ and /usr/local/share/northstar/, which sed
 # turns into $(BINDIR)/ and $(SHAREDIR)/.
@@ -123,5 +127,5 @@ uninstall:
 clean:
 	rm -rf obj obj-san bin bin-san
 
-.PHONY: all deps run check bench bench-fed install uninstall clean
+.PHONY: all deps run check bench bench-fed bench-relay install uninstall clean
 .PRECIOUS: $(OBJDIR)/%.o $(OBJDIR)/cmd-%.o

@@ -15,6 +15,7 @@
 #   BENCH_BLAST     events of the fan-out blast to 100 subscribers
 #                   (default 3000)
 #   BENCH_FED_*     the federation figures: see fed.sh
+#   BENCH_RELAY_*   the live stream figures: see relay.sh
 # Everything runs on 127.0.0.1; every node and client started here is
 # stopped on exit.
 set -eu
@@ -552,6 +553,18 @@ case $rc in
 1) trouble=1 ;;
 *)
 	sum_line "federation" "could not run (status $rc)" ""
+	trouble=1 ;;
+esac
+
+# so does relay.sh, last: a live stream over real nodes
+echo
+rc=0
+NS_BIN=$NS_BIN BENCH_RELAY_SUMMARY=$summary sh "$here/relay.sh" || rc=$?
+case $rc in
+0) ;;
+1) trouble=1 ;;
+*)
+	sum_line "live streams" "could not run (status $rc)" ""
 	trouble=1 ;;
 esac
 
