@@ -266,3 +266,27 @@ beam_req() {
 	eventually 60 has_seq "$URL_c" "$S" 1003
 	[ "$(ns-log -d "$DIR_c/log.db" history "$S" | tail -n 1)" = "$(ns-log -d "$DIR_a/log.db" history "$S" | tail -n 1)" ]
 }
+
+@test "federation: a node link that sends what no node would, or floods, is dropped and refused" {
+	NS_MAX_NODE_RATE=100 node_up a
+	WSC="$BATS_TEST_DIRNAME/helpers/wsc"
+	ns-keygen -o "$BATS_TEST_TMPDIR/x.key" >/dev/null
+	ns-keygen -o "$BATS_TEST_TMPDIR/y.key" >/dev/null
+	# not JSON, from a node: its link goes, and it is refused a while
+	run -0 "$WSC" -p "${ADDR_a##*:}" -k "$BATS_TEST_TMPDIR/x.key" --role node --count 5 --timeout 10 <<<'this is not json'
+	assert_jq '.wsc == "close" and .code == 1008' "${lines[-1]}"
+	grep -q "sent a message that is not JSON; the link is dropped" "$DIR_a/log"
+	run -0 "$WSC" -p "${ADDR_a##*:}" -k "$BATS_TEST_TMPDIR/x.key" --role node --count 5 --timeout 10 </dev/null
+	assert_jq '.wsc == "close" and .code == 1008' "${lines[-1]}"
+	# a client sending the same gets an error and goes on
+	run -0 "$WSC" -p "${ADDR_a##*:}" -k "$BATS_TEST_TMPDIR/y.key" --count 3 --timeout 10 <<<'this is not json'
+	assert_jq '.error.data.reason == "parse_error"' "${lines[2]}"
+	# 300 notifications in a burst, over 100 a second: dropped
+	S=channel/$AKID/fed
+	seq 1 300 | sed "s|.*|{\"jsonrpc\":\"2.0\",\"method\":\"node.head\",\"params\":{\"space\":\"$S\",\"head\":0,\"hash\":\"x\"}}|" >"$BATS_TEST_TMPDIR/flood"
+	run -0 "$WSC" -p "${ADDR_a##*:}" -k "$BATS_TEST_TMPDIR/y.key" --role node --count 400 --timeout 10 <"$BATS_TEST_TMPDIR/flood"
+	assert_jq '.wsc == "close" and .code == 1008' "${lines[-1]}"
+	grep -q "more messages a second than a node may send" "$DIR_a/log"
+	# the node serves on
+	run -0 ns-client -k "$ALICE" -u "$URL_a" create channel after
+}

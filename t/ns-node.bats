@@ -234,6 +234,7 @@ if [ "\$1" = --help ]; then
 	echo "      --max-inflight N"
 	echo "      --max-did-inflight N"
 	echo "      --max-did-conn N"
+	echo "      --max-node-rate N"
 	echo "      --stats FILE"
 	exit 0
 fi
@@ -244,7 +245,7 @@ while [ \$i -gt 0 ]; do
 	shift
 	i=\$((i - 1))
 	case \$a in
-	--max-inflight|--max-did-inflight|--max-did-conn|--stats)
+	--max-inflight|--max-did-inflight|--max-did-conn|--max-node-rate|--stats)
 		shift
 		i=\$((i - 1))
 		continue ;;
@@ -256,13 +257,13 @@ EOF
 	chmod 755 "$T/fake/ns-serve"
 	NS_BIN=$T/fake NS_MAX_INFLIGHT=7 NS_MAX_DID_INFLIGHT=9 NS_MAX_DID_CONN=5 node_start
 	dir=$(cd "$NODE_DIR" && pwd -P)
-	grep -q -- "--max-inflight 7 --max-did-inflight 9 --max-did-conn 5 --stats $dir/run/serve.stats" "$T/serve.args"
+	grep -q -- "--max-inflight 7 --max-did-inflight 9 --max-did-conn 5 --max-node-rate 20000 --stats $dir/run/serve.stats" "$T/serve.args"
 	run -0 ns-client -t 10 create channel limits
 	node_stop
 	# the real ns-serve gets them if it lists them, else not
 	node_start real
 	args=$(tr '\0' ' ' <"/proc/$(cat "$NODE_DIR/run/serve.pid")/cmdline")
-	for o in --max-inflight --max-did-inflight --max-did-conn --stats; do
+	for o in --max-inflight --max-did-inflight --max-did-conn --max-node-rate --stats; do
 		if ns-serve --help | grep -q -- "$o "; then
 			[[ "$args" == *" $o "* ]]
 		else

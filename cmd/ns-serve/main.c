@@ -38,6 +38,7 @@ size_t max_queue = 4 << 20;
 size_t max_inflight = 64;
 size_t max_did_inflight = 64;
 size_t max_did_conn = 32;
+size_t max_node_rate = 20000;
 size_t line_max;
 int login_timeout = 10;
 int tick_ms = 1000;
@@ -70,6 +71,7 @@ usage(int status)
 	    "                [--stats FILE] [--max-conn N] [--max-msg BYTES]\n"
 	    "                [--max-queue BYTES] [--max-inflight N]\n"
 	    "                [--max-did-inflight N] [--max-did-conn N]\n"
+	    "                [--max-node-rate N]\n"
 	    "                [--request-timeout SEC] [--login-timeout SEC]\n"
 	    "                [--tick MS] [--ping SEC] [--wss-dial] [--first-id N]\n"
 	    "  -k, --key FILE            the node's key file (mode 0600)\n"
@@ -86,6 +88,9 @@ usage(int status)
 	    "                            its connections while others use the node too;\n"
 	    "                            more are answered busy (default 64)\n"
 	    "      --max-did-conn N      connections per logged-in DID (default 32)\n"
+	    "      --max-node-rate N     messages a second another node may send on a\n"
+	    "                            link; beyond, it is dropped and refused a while\n"
+	    "                            (default 20000)\n"
 	    "      --request-timeout SEC answer internal for a request the node has not\n"
 	    "                            finished by then (default 60)\n"
 	    "      --login-timeout SEC   close connections not logged in by then (default 10)\n"
@@ -386,6 +391,7 @@ main(int argc, char **argv)
 		{ "max-inflight", required_argument, NULL, 'F' },
 		{ "max-did-inflight", required_argument, NULL, 'D' },
 		{ "max-did-conn", required_argument, NULL, 'N' },
+		{ "max-node-rate", required_argument, NULL, 'X' },
 		{ "request-timeout", required_argument, NULL, 'R' },
 		{ "login-timeout", required_argument, NULL, 'T' },
 		{ "tick", required_argument, NULL, 't' },
@@ -442,6 +448,10 @@ main(int argc, char **argv)
 		case 'D':
 			max_did_inflight = (size_t)xnum("--max-did-inflight",
 			    optarg, 1, 65536);
+			break;
+		case 'X':
+			max_node_rate = (size_t)xnum("--max-node-rate", optarg,
+			    1, 100000000);
 			break;
 		case 'N':
 			max_did_conn = (size_t)xnum("--max-did-conn", optarg, 1,

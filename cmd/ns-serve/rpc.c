@@ -253,6 +253,45 @@ response(struct conn *c, jv v)
 	out_line_done();
 }
 
+/* Another node's link (logged in either way).  What no node would send,
+ * a message that is not JSON-RPC or more messages a second than
+ * max_node_rate, drops the link and is reported (peer.bad): ns-gossip
+ * closes the node's other links and refuses it for a while.  1 if so. */
+static int
+node_fault(struct conn *c, const char *why)
+{
+	if (c->state != S_AUTH || !(c->node_role || c->outbound) ||
+	    !c->did[0] || c->closing)
+		return 0;
+	warn("node %.60s: %s; the link is dropped", c->did, why);
+	buf_adds(&obuf, "{\"m\":\"peer.bad\",\"p\":{\"node\":");
+	bus_json(&obuf, jv_string(c->did));
+	buf_adds(&obuf, ",\"reason\":");
+	bus_json(&obuf, jv_string(why));
+	buf_adds(&obuf, "}}\n");
+	out_line_done();
+	conn_close(c, 1008, why, 1);
+	return 1;
+}
+
+/* A node link over its message rate: a fault. */
+static int
+node_flood(struct conn *c)
+{
+	int64_t now;
+
+	if (c->state != S_AUTH || !(c->node_role || c->outbound))
+		return 0;
+	now = now_ms();
+	if (now - c->rate_start >= 1000) {
+		c->rate_start = now;
+		c->rate_n = 0;
+	}
+	if (++c->rate_n <= max_node_rate)
+		return 0;
+	return node_fault(c, "more messages a second than a node may send");
+}
+
 void
 handle_msg(struct conn *c, const char *p, size_t len)
 {
@@ -263,14 +302,22 @@ handle_msg(struct conn *c, const char *p, size_t len)
 	int has_id;
 	int64_t r;
 
+	if (node_flood(c)) {
+		jv_free(v);
+		return;
+	}
 	if (!jv_is_valid(v)) {
 		jv m = jv_invalid_get_msg(v);
-		send_error(c, jv_null(), E_PARSE,
-		    jv_get_kind(m) == JV_KIND_STRING ? jv_string_value(m) :
-		    "not JSON");
+		if (!node_fault(c, "sent a message that is not JSON"))
+			send_error(c, jv_null(), E_PARSE,
+			    jv_get_kind(m) == JV_KIND_STRING ?
+			    jv_string_value(m) : "not JSON");
 		jv_free(m);
 		return;
 	}
+	if (jv_get_kind(v) != JV_KIND_OBJECT && node_fault(c,
+	    "sent a message that is not a JSON-RPC object"))
+		goto out;
 	if (jv_get_kind(v) != JV_KIND_OBJECT) {
 		send_error(c, jv_null(), E_INVALID_REQUEST,
 		    jv_get_kind(v) == JV_KIND_ARRAY ?
@@ -289,13 +336,17 @@ handle_msg(struct conn *c, const char *p, size_t len)
 	k = jsonl_kind(v, "id");
 	has_id = k != JV_KIND_INVALID;
 	if (has_id && (why = id_problem(v, p, len))) {
-		send_error(c, jv_null(), E_INVALID_REQUEST, why);
+		if (!node_fault(c, "sent a request with an id no request has"))
+			send_error(c, jv_null(), E_INVALID_REQUEST, why);
 		goto out;
 	}
 	if (has_id)
 		id = jsonl_get(v, "id");
 	s = jsonl_str(v, "jsonrpc");
 	method = method_of(v, &mlen);
+	if ((!s || strcmp(s, "2.0") != 0 || !method) && node_fault(c,
+	    "sent a message that is not a JSON-RPC request"))
+		goto out;
 	if (!s || strcmp(s, "2.0") != 0 || !method) {
 		send_error(c, has_id ? jv_copy(id) : jv_null(),
 		    E_INVALID_REQUEST, !method ?

@@ -134,6 +134,8 @@ struct conn {
 	unsigned char paused;		/* why reading is paused, a bit mask */
 	char did[DIDKEY_MAX];
 	char nonce[NONCE_B64 + 1];	/* "" once used */
+	int64_t rate_start;		/* node links: this second's start, ms */
+	size_t rate_n;			/* and the messages in it */
 };
 
 /* conn->paused bits */
@@ -143,7 +145,7 @@ struct conn {
 /* Options (main.c). */
 extern char *address;
 extern size_t max_conn, max_msg, max_queue, max_inflight, max_did_inflight,
-    max_did_conn, line_max;
+    max_did_conn, line_max, max_node_rate;
 extern int login_timeout, tick_ms, ping_s, request_timeout;
 extern int wss_dial;
 
