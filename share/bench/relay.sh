@@ -244,6 +244,12 @@ cpu() {
 		END { for (n in t) print n, t[n] }' "$tmp/procs" - >"$1"
 	cat "$1.m" >>"$1"
 	rm -f "$1.m"
+	# this bench's own clients: the processes it started that are no
+	# node (watchers, stamping watchers, pusher, pacer)
+	ps -o pid= --ppid $$ | awk 'FNR == NR { node[$2] = 1; next }
+	    !($1 in node) { printf "/proc/%s/stat\n", $1 }' "$tmp/roots" - |
+		xargs cat 2>/dev/null |
+		awk '{ t += $14 + $15 + $16 + $17 } END { print "clients", t + 0 }' >>"$1"
 }
 
 # node_kill I: kill -9 node I and every process of it at once.  They are
@@ -780,8 +786,9 @@ cpu_figures() {
 	END { for (n in b) if (n in a) print n, b[n] - a[n] }' \
 	    "$tmp/cpu.$1.0" "$tmp/cpu.$1.1" "$tmp/cpu.dead" |
 		awk -v hz="$HZ" '{ print $1, $2 / hz }' >"$tmp/cpu.all"
-	grep -v '^machine ' "$tmp/cpu.all" >"$tmp/cpu.d" || :
+	grep -v -e '^machine ' -e '^clients ' "$tmp/cpu.all" >"$tmp/cpu.d" || :
 	cf_busy=$(awk '$1 == "machine" { print $2 }' "$tmp/cpu.all")
+	cf_cli=$(awk '$1 == "clients" { print $2 }' "$tmp/cpu.all")
 	CPU_TOTAL=$(awk '{ s += $2 } END { printf "%.1f", s }' "$tmp/cpu.d")
 	CPU_OWNER=$(awk '$1 == 0 { printf "%.2f", $2 }' "$tmp/cpu.d")
 	RELAYED=$(calc %.1f "$MBPS * $3")
@@ -790,7 +797,7 @@ cpu_figures() {
 	say "    CPU of all the nodes over the $2 s: $CPU_TOTAL s ($(calc %.0f "$CPU_TOTAL / $2 / $CORES * 100")% of the $CORES cores), $RELAYED Mbit/s relayed to viewer nodes:"
 	say "    $CPU_PER% of a core per relayed Mbit/s; the owner node $CPU_OWNER s, $CPU_OWNER_PER% of a core per pushed Mbit/s;"
 	say "    viewer nodes $(awk '$1 != 0 { print $2 }' "$tmp/cpu.d" | mmm %.2f) CPU s each (min/median/max); the machine was busy"
-	say "    $(calc %.0f "$cf_busy / $2 / $CORES * 100")% of the time, $(calc %.0f "($cf_busy - $CPU_TOTAL) / $2 / $CORES * 100")% for other than the nodes (this bench's clients, and whatever else runs here)"
+	say "    $(calc %.0f "$cf_busy / $2 / $CORES * 100")% of the time: the nodes $(calc %.0f "$CPU_TOTAL / $2 / $CORES * 100")%, this bench's clients $(calc %.0f "$cf_cli / $2 / $CORES * 100")%, whatever else runs here $(calc %.0f "($cf_busy - $CPU_TOTAL - $cf_cli) / $2 / $CORES * 100")%"
 }
 
 # --- set-up -------------------------------------------------------------------
