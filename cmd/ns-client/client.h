@@ -60,7 +60,6 @@ enum kind {
 	K_LOGIN, K_PRINT, K_GET, K_HISTORY, K_SUBSCRIBE, K_PAGE, K_RPC, K_BAD,
 	/* stream.c's, from here on */
 	K_EDGE,			/* push: stream.recent for the edge */
-	K_CHECK,		/* push: did the node take chunk n? */
 	K_WATCH,		/* watch: stream.watch */
 	K_RECENT		/* watch: a page of stream.recent */
 };
@@ -88,7 +87,6 @@ struct slot {
 	int tries;		/* times sent */
 	double again;		/* busy: when to send it again, else 0 */
 	int sub;		/* subscribe, K_PAGE: which space */
-	int64_t n;		/* K_CHECK: which chunk */
 };
 
 /*

@@ -4,11 +4,15 @@
  * stream push: stdin's bytes, cut into chunks by the reader (input.c), are
  * numbered from the node's edge + 1, signed and sent with stream.push
  * without waiting for each answer, at most g.window of them in flight.  A
- * chunk stays here until the node has it.  When the connection drops,
- * conn.c makes it again and every chunk not yet in goes again with its
- * number; the node answers conflict for one it has, and that counts as in
- * (but for a chunk sent once, conflict means that another pusher took the
- * number first: the push ends there).
+ * chunk stays here until the node has it.  The node takes the numbers
+ * without gaps, so chunks go out in order of n, and none passes one that
+ * waits out a busy answer; one the node refused for coming too early
+ * (bad_event: an earlier one is not in) goes again after it.  When the
+ * connection drops, conn.c makes it again and every chunk not yet in goes
+ * again with its number; the node answers conflict for one it has, and
+ * for a chunk that went out before the drop that counts as in (for one
+ * that did not, conflict means that another pusher took the number first:
+ * the push ends there).
  * A chunk goes as request id -n, outside the ring of conn.c, so that its
  * answer is taken whenever it comes.
  *
@@ -40,16 +44,13 @@
 struct pchunk {
 	int64_t n;		/* 0: a free entry */
 	struct buf req;		/* its stream.push request, id -n */
-	char sig[SIG_B64_LEN + 1];
 	size_t bytes;		/* of data */
 	double sent;		/* when sent last; 0: to send (again) */
 	double again;		/* busy: when to send it again; else 0 */
 	int busies;		/* busy answers so far */
-	int busied;		/* since a busy answer, the node may have taken
-				 * a later chunk first: conflict is no proof */
+	int early;		/* bad_event answers so far: sent too early */
 	int again_after_drop;	/* it went out before the connection dropped,
 				 * so the node may have it: conflict says so */
-	int check;		/* 1: a check is to be asked; 2: asked */
 };
 
 static struct {
@@ -60,11 +61,14 @@ static struct {
 	/* push */
 	struct pchunk *win;		/* chunk n at n % g.window */
 	int64_t low, next;		/* the lowest n not in; the next n */
+	int64_t cwnd;			/* chunks in flight at most now: halved
+					 * by a busy answer, back up by one
+					 * with each chunk that goes in */
 	int started;			/* the edge is known */
 	int asked;			/* the stream.recent for it is out */
 	int eof, stopping;
 	int64_t first;			/* the first n made here */
-	uint64_t in, inbytes, resent;
+	uint64_t in, inbytes, resent, busies;
 	unsigned drops;
 
 	/* watch */
@@ -131,20 +135,18 @@ send_chunk(struct pchunk *e)
 	e->again = 0;
 }
 
-/* The node has chunk e (or, lost, never will): the window moves on. */
+/* The node has chunk e: the window moves on. */
 static void
-chunk_in(struct pchunk *e, int lost)
+chunk_in(struct pchunk *e)
 {
-	if (!lost) {
-		st.in++;
-		st.inbytes += e->bytes;
-	}
+	st.in++;
+	st.inbytes += e->bytes;
 	e->n = 0;
 	while (st.low < st.next && !entry(st.low))
 		st.low++;
 }
 
-/* The raw bytes p[0..len) as the next chunk, signed, kept and sent. */
+/* The raw bytes p[0..len) as the next chunk, signed and kept, to send. */
 static void
 make_chunk(const char *p, size_t len)
 {
@@ -170,7 +172,6 @@ make_chunk(const char *p, size_t len)
 		    (long long)st.next, st.scratch.len, CHUNK_CANON_MAX);
 		return;
 	}
-	snprintf(e->sig, sizeof(e->sig), "%s", jsonl_str(chunk, "sig"));
 	msg = JV_OBJECT(jv_string("jsonrpc"), jv_string("2.0"),
 	    jv_string("id"), jv_number(-(double)st.next),
 	    jv_string("method"), jv_string("stream.push"),
@@ -185,10 +186,9 @@ make_chunk(const char *p, size_t len)
 	e->n = st.next++;
 	e->bytes = len;
 	e->sent = e->again = 0;
-	e->busies = e->busied = e->check = e->again_after_drop = 0;
+	e->busies = e->early = e->again_after_drop = 0;
 	if (!st.first)
 		st.first = e->n;
-	send_chunk(e);
 }
 
 /* The node refused chunk e with err (borrowed): the push ends, exit 1. */
@@ -210,14 +210,17 @@ stream_push_answer(int64_t n, jv msg)
 {
 	struct pchunk *e;
 	const char *reason;
+	int64_t edge;
 	double wait;
 	jv err, data;
 
 	if (!st.win || n < st.low || n >= st.next || !(e = entry(n)) ||
-	    !e->sent || e->again || e->check || g.state != S_READY)
+	    !e->sent || e->again || g.state != S_READY)
 		return;		/* not one we wait for */
 	if (jsonl_has(msg, "result")) {
-		chunk_in(e, 0);
+		chunk_in(e);
+		if (st.cwnd < g.window)
+			st.cwnd++;
 		return;
 	}
 	if (!jsonl_has(msg, "error")) {
@@ -227,54 +230,28 @@ stream_push_answer(int64_t n, jv msg)
 	}
 	if (busy_wait(msg, &wait) && ++e->busies < BUSY_TRIES) {
 		e->again = now_s() + wait;
-		e->busied = 1;
+		st.cwnd = st.cwnd > 1 ? st.cwnd / 2 : 1;
+		st.busies++;
 		return;
 	}
 	err = jsonl_get(msg, "error");
 	data = jsonl_get(err, "data");
 	reason = jsonl_str(data, "reason");
-	if (reason && strcmp(reason, "conflict") == 0 && e->busied) {
-		/* the node has a chunk from n on: this one, or one that
-		 * overtook it during the busy wait */
-		e->check = 1;
-	} else if (reason && strcmp(reason, "conflict") == 0 &&
-	    e->again_after_drop) {
-		chunk_in(e, 0);	/* it came in before the connection dropped */
-	} else {
-		/* conflict for a chunk sent once: another pusher took n */
+	if (!reason)
 		chunk_refused(e, err);
-	}
+	else if (strcmp(reason, "conflict") == 0 && e->again_after_drop)
+		chunk_in(e);	/* it came in before the connection dropped */
+	else if (strcmp(reason, "bad_event") == 0 &&
+	    jsonl_int(data, "edge", &edge) == 0 && edge + 1 < n &&
+	    ++e->early < BUSY_TRIES) {
+		/* an earlier chunk is not in yet (it met a busy node): this
+		 * one goes again after it */
+		e->sent = 0;
+	} else
+		chunk_refused(e, err);	/* conflict for a chunk sent once:
+					 * another pusher took n */
 	jv_free(data);
 	jv_free(err);
-}
-
-/* A check's answer (res borrowed): is the chunk the node holds at n ours? */
-static void
-check_answer(int64_t n, jv res)
-{
-	struct pchunk *e = st.win ? entry(n) : NULL;
-	jv chunks = jsonl_get(res, "chunks"), c;
-	const char *sig;
-	int64_t m = 0;
-	int lost;
-
-	if (!e)
-		goto out;
-	c = jv_get_kind(chunks) == JV_KIND_ARRAY &&
-	    jv_array_length(jv_copy(chunks)) > 0 ?
-	    jv_array_get(jv_copy(chunks), 0) : jv_invalid();
-	sig = jsonl_str(c, "sig");
-	lost = jsonl_int(c, "n", &m) != 0 || m != n || !sig ||
-	    strcmp(sig, e->sig) != 0;
-	if (lost) {
-		warn("stream %s: chunk %lld was lost: the node took a later "
-		    "one first", st.space, (long long)n);
-		failed();
-	}
-	jv_free(c);
-	chunk_in(e, lost);
-out:
-	jv_free(chunks);
 }
 
 static void
@@ -282,8 +259,7 @@ push_pump(void)
 {
 	struct pchunk *e;
 	struct item it;
-	struct slot *s;
-	int64_t n;
+	int64_t n, flying = 0;
 	int r;
 
 	if (g.state != S_READY)
@@ -296,22 +272,6 @@ push_pump(void)
 			st.asked = 1;
 		return;
 	}
-	/* after a busy wait or a reconnect: the chunks not in, in order */
-	for (n = st.low; n < st.next; n++) {
-		if (!(e = entry(n)))
-			continue;
-		if (e->check == 1 && slot_free_for_next()) {
-			s = send_req("stream.recent", JV_OBJECT(
-			    jv_string("space"), jv_string(st.space),
-			    jv_string("after"), jv_number((double)(n - 1)),
-			    jv_string("limit"), jv_number(1)), K_CHECK);
-			if (s) {
-				s->n = n;
-				e->check = 2;
-			}
-		} else if (!e->check && !e->sent && !e->again)
-			send_chunk(e);
-	}
 	while (!st.eof && !st.stopping && st.next - st.low < g.window &&
 	    g.state == S_READY) {
 		if ((r = inq_pop(&it)) == 0)
@@ -322,6 +282,21 @@ push_pump(void)
 		}
 		make_chunk(it.p, it.len);
 		free(it.p);
+	}
+	/* in order of n: new ones, and after a busy wait, a chunk sent too
+	 * early or a reconnect, those not in; none passes one that waits */
+	for (n = st.low; n < st.next; n++)
+		if ((e = entry(n)) && e->sent && !e->again)
+			flying++;
+	for (n = st.low; n < st.next && g.state == S_READY; n++) {
+		if (!(e = entry(n)))
+			continue;
+		if (e->again || flying >= st.cwnd)
+			break;
+		if (!e->sent) {
+			send_chunk(e);
+			flying++;
+		}
 	}
 	if (g.state == S_READY && (st.eof || st.stopping) &&
 	    st.low == st.next && g.used == 0)
@@ -340,6 +315,7 @@ edge_answer(jv res)
 	}
 	st.low = st.next = edge + 1;
 	st.win = xcalloc((size_t)g.window, sizeof(*st.win));
+	st.cwnd = g.window;
 	st.started = 1;
 	if (g.verbose)
 		warn("stream %s: pushing from chunk %lld on", st.space,
@@ -355,13 +331,12 @@ stream_conn_lost(void)
 	st.asked = 0;
 	for (int64_t n = st.low; st.win && n < st.next; n++)
 		if ((e = entry(n))) {
-			if (e->sent || e->again) {
+			if (e->sent && !e->again) {
+				/* unanswered: the node may have it */
 				st.resent++;
 				e->again_after_drop = 1;
 			}
 			e->sent = e->again = 0;
-			if (e->check)
-				e->check = 1;	/* its ring slot is gone */
 		}
 }
 
@@ -624,9 +599,6 @@ stream_answer(struct slot *s, jv msg)
 	case K_EDGE:
 		edge_answer(res);
 		break;
-	case K_CHECK:
-		check_answer(s->n, res);
-		break;
 	case K_WATCH:
 		watch_answer(res);
 		break;
@@ -660,16 +632,17 @@ stream_tick(double now)
 	if (g.state != S_READY || !st.win)
 		return;
 	for (int64_t n = st.low; n < st.next; n++) {
-		if (!(e = entry(n)) || e->check)
+		if (!(e = entry(n)))
 			continue;
 		if (e->again && now >= e->again)
-			send_chunk(e);
+			e->again = e->sent = 0;	/* its wait is over */
 		else if (e->sent && !e->again && now - e->sent > g.timeout) {
 			fatal("stream.push: timeout: no answer after %g s",
 			    g.timeout);
 			return;
 		}
 	}
+	push_pump();
 	if (g.outq && g.wsi)
 		lws_callback_on_writable(g.wsi);
 }
@@ -679,11 +652,11 @@ stream_free(void)
 {
 	if (g.verbose && g.cmd == C_STREAM_PUSH && st.in > 0)
 		warn("stream %s: %llu chunks (%lld to %lld), %llu bytes pushed; "
-		    "%u reconnects, %llu chunks sent again", st.space,
-		    (unsigned long long)st.in, (long long)st.first,
-		    (long long)st.next - 1,
-		    (unsigned long long)st.inbytes, st.drops,
-		    (unsigned long long)st.resent);
+		    "%u reconnects, %llu chunks sent again, %llu busy answers",
+		    st.space, (unsigned long long)st.in, (long long)st.first,
+		    (long long)st.next - 1, (unsigned long long)st.inbytes,
+		    st.drops, (unsigned long long)st.resent,
+		    (unsigned long long)st.busies);
 	else if (g.verbose && g.cmd == C_STREAM_PUSH)
 		warn("stream %s: nothing pushed", st.space);
 	else if (g.verbose)
