@@ -325,6 +325,8 @@ held(const struct stream *s, int64_t n)
 static void
 deliver(struct stream *s)
 {
+	int64_t from = s->delivered;
+
 	while (held(s, s->delivered + 1)) {
 		s->delivered++;
 		if (!s->watchers)
@@ -337,20 +339,25 @@ deliver(struct stream *s)
 		buf_adds(&out, s->ring[s->delivered % KEEP]);
 		buf_adds(&out, "}}\n");
 	}
-	if (s->delivered < s->edge && !s->gap_since)
+	/* the give-up clock runs while delivery stands still: a long gap
+	 * repaired answer by answer is not given up half way */
+	if (s->delivered < s->edge && (!s->gap_since || s->delivered > from))
 		s->gap_since = now_ms;
 	else if (s->delivered >= s->edge)
 		s->gap_since = 0;
 }
 
 /* Take chunk text (n) for s: keep it, send it on to the children, and
- * deliver.  0 if it was new, 1 a duplicate or too old. */
+ * deliver.  0 if it was new, 1 a duplicate or too old.  With resend (the
+ * owner node, a chunk it numbered but lost) it goes out even if delivery
+ * here is past it. */
 static int
-take(struct stream *s, int64_t n, const char *text, size_t len)
+take(struct stream *s, int64_t n, const char *text, size_t len, int resend)
 {
 	struct buf m = BUF_INIT;
 
-	if (held(s, n) || n <= s->edge - KEEP || n <= s->delivered) {
+	if (held(s, n) || n <= s->edge - KEEP ||
+	    (n <= s->delivered && !resend)) {
 		s->dup++;
 		return 1;
 	}
@@ -409,10 +416,20 @@ on_push(const struct bus_req *r)
 		goto out;
 	}
 	s->owned = 1;
-	if (n <= s->edge) {
+	if (n <= s->edge && (held(s, n) || n <= s->edge - KEEP)) {
 		bus_error_data(&out, r, E_CONFLICT, "that chunk number was "
 		    "pushed already", jv_object_set(jv_object(),
 		    jv_string("edge"), jv_number((double)s->edge)));
+		goto out;
+	}
+	if (n <= s->edge) {
+		/* numbered here before but not held: taken as the node went
+		 * down, before it could be sent on.  The pusher's copy goes
+		 * out now, and viewers that have it drop it */
+		take(s, n, scratch.p, scratch.len, 1);
+		bus_result(&out, r, jv_object_set(jv_object_set(jv_object(),
+		    jv_string("space"), jv_string(s->id)), jv_string("n"),
+		    jv_number((double)n)));
 		goto out;
 	}
 	/* numbers without gaps: a chunk skipped here could never come, and
@@ -430,7 +447,7 @@ on_push(const struct bus_req *r)
 		s->delivered = n - 1;
 	}
 	s->pushed = 1;
-	take(s, n, scratch.p, scratch.len);
+	take(s, n, scratch.p, scratch.len, 0);
 	s->last_push = now_ms;
 	/* the number is kept before the push is answered, so a restarted
 	 * relay refuses it */
@@ -459,7 +476,7 @@ on_chunk(const struct bus_req *r)
 	if (s && (n = chunk_check(s, chunk, &e, &why)) < 0)
 		report_bad(r->did, why);
 	else if (s && !s->owned && (s->watchers || s->nchildren))
-		take(s, n, scratch.p, scratch.len);
+		take(s, n, scratch.p, scratch.len, 0);
 	jv_free(chunk);
 	bus_done(&out, r);
 }
@@ -855,7 +872,7 @@ on_response(const struct bus_req *r)
 			enum bus_err e;
 			int64_t n = chunk_check(p->s, c, &e, &why);
 			if (n > 0)
-				take(p->s, n, scratch.p, scratch.len);
+				take(p->s, n, scratch.p, scratch.len, 0);
 			else
 				report_bad(p->node, why);
 			jv_free(c);
