@@ -73,10 +73,13 @@ run: deps
 	@exec sh share/ns-node run "$(NS_HOME)"
 
 # The tests' own WebSocket client (not installed).
-testhelpers: t/helpers/wsc
+testhelpers: t/helpers/wsc t/helpers/spancheck
 
 t/helpers/wsc: t/helpers/wsc.c $(LIB) $(COMMON_HDR)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ t/helpers/wsc.c $(LIB) $(LDLIBS)
+
+t/helpers/spancheck: t/helpers/spancheck.c $(LIB) $(COMMON_HDR)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ t/helpers/spancheck.c $(LIB) $(LDLIBS)
 
 bench: deps all testhelpers
 	@NS_BIN=$(CURDIR)/$(BINDIR_B) sh share/bench/run.sh

@@ -29,6 +29,7 @@
 #include "jsonl.h"
 #include "msg.h"
 #include "sig.h"
+#include "span.h"
 
 #define PROG "ns-beam"
 #define VALUE_MAX (4 << 20)     /* longest input line or value */
@@ -532,6 +533,79 @@ out:
 	return rc;
 }
 
+/*
+ * beam.store without building a value: the line as ns-log wrote it, whose
+ * beam and result are canonical already (the bus invariant, checked here by
+ * span_canonical), so the beam's bytes are stored as they stand and the
+ * result goes back as it stands.  Parsing the line into jv and printing
+ * its parts again cost more than the store itself.  1 when handled (it then
+ * has its conn, r and id), 0 when the line needs bus_beam_store: a held
+ * beam, a beam deleted before, anything unusual.  -1 on a database error.
+ */
+static int
+beam_store_fast(struct store *s, struct buf *out, const char *p, size_t len,
+    struct item *it)
+{
+	static const char *const top[] = { "c", "r", "id", "p" };
+	static const char *const par[] = { "beam", "result", "hold" };
+	static const char *const res[] = { "beam", "space" };
+	static const char *const bm[] = { "author", "ts", "type", "sig" };
+	struct span t[4], pv[3], rv[2], bv[4];
+	char path[PATH_LEN + 1], space[SPACE_MAX + 1], author[DIDKEY_MAX];
+	int64_t conn, r, ts;
+	int rc;
+
+	if (span_get(p, len, top, t, 4) != 0 || !t[0].p || !t[1].p ||
+	    !t[3].p || span_int(t[0].p, t[0].len, &conn) != 0 ||
+	    span_int(t[1].p, t[1].len, &r) != 0 || conn < 0 || r < 0 ||
+	    (t[2].p && !span_canonical(t[2].p, t[2].len)) ||
+	    span_get(t[3].p, t[3].len, par, pv, 3) != 0 || !pv[0].p ||
+	    !pv[1].p || pv[2].p || pv[0].len > BEAM_MAX ||
+	    !span_canonical(pv[0].p, pv[0].len) ||
+	    !span_canonical(pv[1].p, pv[1].len) ||
+	    span_get(pv[1].p, pv[1].len, res, rv, 2) != 0 || !rv[0].p ||
+	    !rv[1].p || span_str(rv[0].p, rv[0].len, path, sizeof(path)) ||
+	    span_str(rv[1].p, rv[1].len, space, sizeof(space)) ||
+	    !path_ok(path) ||
+	    span_get(pv[0].p, pv[0].len, bm, bv, 4) != 0 || !bv[0].p ||
+	    !bv[1].p || !bv[2].p || !bv[3].p ||
+	    span_str(bv[0].p, bv[0].len, author, sizeof(author)) ||
+	    span_int(bv[1].p, bv[1].len, &ts) != 0 || ts < 0 ||
+	    bv[2].len != 6 || memcmp(bv[2].p, "\"beam\"", 6) != 0 ||
+	    bv[3].p[0] != '"')
+		return 0;
+	if ((rc = lookup(s, Q_TOMB, path)) > 0)
+		return 0;	/* deleted before: answered gone */
+	it->conn = conn;
+	it->r = r;
+	it->id = t[2].p ? canon_parse(t[2].p, t[2].len) : jv_invalid();
+	if (rc < 0)
+		return -1;
+	bind_text(s->q[Q_PUT], 1, path, PATH_LEN);
+	bind_text(s->q[Q_PUT], 2, author, strlen(author));
+	sqlite3_bind_int64(s->q[Q_PUT], 3, ts);
+	bind_text(s->q[Q_PUT], 4, pv[0].p, pv[0].len);
+	if (run(s, s->q[Q_PUT]) != 0)
+		return -1;
+	bind_text(s->q[Q_REF], 1, path, PATH_LEN);
+	bind_text(s->q[Q_REF], 2, space, strlen(space));
+	if (run(s, s->q[Q_REF]) != 0)
+		return -1;
+	/* what bus_result writes: {"to","r","msg":{"id","jsonrpc","result"}},
+	 * or the bare end of a notification */
+	buf_addf(out, "{\"to\":%lld,\"r\":%lld", (long long)conn,
+	    (long long)r);
+	if (t[2].p) {
+		buf_adds(out, ",\"msg\":{\"id\":");
+		buf_add(out, t[2].p, t[2].len);
+		buf_adds(out, ",\"jsonrpc\":\"2.0\",\"result\":");
+		buf_add(out, pv[1].p, pv[1].len);
+		buf_addc(out, '}');
+	}
+	buf_adds(out, "}\n");
+	return 1;
+}
+
 /* beam.read {"beam"}: the reader may read it; answer from the store. */
 static int
 bus_beam_read(struct store *s, struct buf *out, struct bus_req *r)
@@ -927,6 +1001,20 @@ add(struct buf *b, const char *p, size_t n)
 		buf_add(b, p, n);
 }
 
+/* The batch's transaction begins at its first request. */
+static void
+batch_begin(struct store *s, int *began, int *failed)
+{
+	if (*began || *failed)
+		return;
+	if (db_begin(s->db) == 0)
+		*began = 1;
+	else {
+		dberr(s);
+		*failed = 1;
+	}
+}
+
 /*
  * The ring stage.  A batch is every line already waiting (at most batch):
  * owned requests are handled inside one transaction begun at the first of
@@ -970,9 +1058,26 @@ run_bus(struct store *s, size_t batch)
 				warn("line %lu: %s", lineno, why);
 				continue;
 			}
-			if (bus_is(p, len, "beam.store"))
+			if (bus_is(p, len, "beam.store")) {
+				int fast = 0;
+
+				if (!failed) {
+					batch_begin(s, &began, &failed);
+					it = &items[n];
+					it->off = out.len;
+					if (!failed)
+						fast = beam_store_fast(s, &out,
+						    p, len, it);
+				}
+				if (fast != 0) {
+					if (fast < 0)
+						failed = 1;
+					it->len = out.len - it->off;
+					n++;
+					continue;
+				}
 				handle = bus_beam_store;
-			else if (bus_is(p, len, "beam.read"))
+			} else if (bus_is(p, len, "beam.read"))
 				handle = bus_beam_read;
 			else if (bus_is(p, len, "beam.bury"))
 				handle = bus_beam_bury;
@@ -1002,14 +1107,7 @@ run_bus(struct store *s, size_t batch)
 				warn("line %lu: not a valid request", lineno);
 				continue;
 			}
-			if (!began && !failed) {
-				if (db_begin(s->db) == 0)
-					began = 1;
-				else {
-					dberr(s);
-					failed = 1;
-				}
-			}
+			batch_begin(s, &began, &failed);
 			it = &items[n++];
 			it->off = out.len;
 			it->conn = req.conn;

@@ -135,6 +135,37 @@ error_is() {
 	[ "$output" = "$BEAM" ]
 }
 
+@test "ns-beam: a line in canonical form is stored as it stands, answered as any other" {
+	# the form ns-log writes (result members in order): taken without a
+	# parse; the same request with its result out of order takes the
+	# general path, and both must come out the same
+	sorted='.p.result |= (to_entries | sort_by(.key) | from_entries)'
+	{
+		store 1 "$BEAM" | jq -c "$sorted"
+		store 1 "$BEAM" channel/x/two
+		store 2 "$BEAM" channel/x/three | jq -c "$sorted | .id = \"x\\u0079\" | .r = 2"
+		store 3 "$BEAM" channel/x/four | jq -c "$sorted | del(.id)"
+		store 4 "$BEAM" channel/x/five | jq -c "$sorted" |
+		    sed 's/"id":4,/"id":12345678901234567890,/'
+	} >"$BATS_TEST_TMPDIR/in"
+	run -0 --separate-stderr stage <"$BATS_TEST_TMPDIR/in"
+	[ -z "$stderr" ]
+	[ "${#lines[@]}" -eq 5 ]
+	want="{\"beam\":\"$P\",\"eventId\":\"e\",\"seq\":2,\"space\":\"channel/x/one\"}"
+	[ "${lines[0]}" = "{\"to\":5,\"r\":1,\"msg\":{\"id\":1,\"jsonrpc\":\"2.0\",\"result\":$want}}" ]
+	[ "${lines[1]}" = "${lines[0]/one/two}" ]
+	assert_jq '.r == 2 and .msg.id == "xy" and .msg.result.space == "channel/x/three"' "${lines[2]}"
+	[ "${lines[3]}" = '{"to":5,"r":3}' ]
+	# past 15 digits: the general path, which reads numbers as doubles
+	[[ "${lines[4]}" == *'"r":4,"msg":{"id":12345678901234567000,'* ]]
+	run -0 ns-beam -d "$DB" list
+	[ "${#lines[@]}" -eq 1 ]
+	run -0 ns-beam -d "$DB" get "$P"
+	[ "$output" = "$BEAM" ]
+	run sqlite3 "$DB" 'SELECT space FROM refs ORDER BY space'
+	[ "$output" = "$(printf 'channel/x/%s\n' five four one three two)" ]
+}
+
 @test "ns-beam: beam.store of a beam over 256 KiB or malformed is refused, nothing kept" {
 	big=$BATS_TEST_TMPDIR/big
 	head -c 270000 /dev/zero | tr '\0' a >"$big"
