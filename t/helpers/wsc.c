@@ -53,7 +53,8 @@ usage(int status)
 	    "           [--timeout SEC] [--quiet MS] [--churn N] [--nl TOKEN]\n"
 	    "           [--unmasked] [--ping N] [--rtt] [--stamp]\n"
 	    "  --rtt: send stdin lines one at a time, each after the answer to the\n"
-	    "         one before, and print {\"wsc\":\"rtt\",\"ms\":N} for each\n"
+	    "         one before, and print {\"wsc\":\"rtt\",\"ms\":N,\"ok\":B} for\n"
+	    "         each (ok: the answer was a result)\n"
 	    "  --stamp: start each message's line with the wall clock in ms and a\n"
 	    "         space\n");
 	exit(status);
@@ -574,8 +575,10 @@ main(int argc, char **argv)
 			r = wait_msg(deadline, &m, &n);
 			if (r != GOT_MSG)
 				finish(r == GOT_CLOSE ? 0 : r);
-			printf("{\"wsc\":\"rtt\",\"ms\":%.3f}\n",
-			    (now_s() - t0) * 1000);
+			/* ok: the answer was a result, not an error */
+			printf("{\"wsc\":\"rtt\",\"ms\":%.3f,\"ok\":%s}\n",
+			    (now_s() - t0) * 1000,
+			    memmem(m, n, "\"result\":", 9) ? "true" : "false");
 			fflush(stdout);
 		}
 		free(line);
