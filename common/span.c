@@ -213,14 +213,41 @@ word(struct chk *c, const char *w)
 	return 0;
 }
 
+/* The members span_get looks for, and where their values go. */
+struct want {
+	const char *const *names;
+	struct span *v;
+	int n;
+};
+
 static int value(struct chk *c, int depth);
 
+/* After a member or an element: 1 at a comma (more follow), 0 at close
+ * (the end), -1 at anything else. */
 static int
-object(struct chk *c, int depth)
+next(struct chk *c, unsigned char close)
+{
+	ws(c);
+	if (c->p < c->e && *c->p == ',') {
+		c->p++;
+		ws(c);
+		return 1;
+	}
+	if (c->p < c->e && *c->p == close) {
+		c->p++;
+		return 0;
+	}
+	return -1;
+}
+
+/* An object at c->p (its opening brace); with w, the values of the
+ * members it names are noted. */
+static int
+object(struct chk *c, int depth, const struct want *w)
 {
 	const unsigned char *prev = NULL;
 	size_t prevlen = 0;
-	int plain;
+	int plain, more;
 
 	c->p++;
 	ws(c);
@@ -228,8 +255,8 @@ object(struct chk *c, int depth)
 		c->p++;
 		return 0;
 	}
-	for (;;) {
-		const unsigned char *k = c->p + 1;
+	do {
+		const unsigned char *k = c->p + 1, *val;
 		size_t klen;
 
 		if (string(c, &plain) != 0)
@@ -252,46 +279,38 @@ object(struct chk *c, int depth)
 			return -1;
 		c->p++;
 		ws(c);
+		val = c->p;
 		if (value(c, depth) != 0)
 			return -1;
-		ws(c);
-		if (c->p < c->e && *c->p == ',') {
-			c->p++;
-			ws(c);
-			continue;
-		}
-		if (c->p < c->e && *c->p == '}') {
-			c->p++;
-			return 0;
-		}
-		return -1;
-	}
+		/* the first of duplicates; a name spelled with escapes is
+		 * not matched */
+		for (int i = 0; w && plain && i < w->n; i++)
+			if (!w->v[i].p && strlen(w->names[i]) == klen &&
+			    memcmp(k, w->names[i], klen) == 0) {
+				w->v[i].p = (const char *)val;
+				w->v[i].len = (size_t)(c->p - val);
+				break;
+			}
+	} while ((more = next(c, '}')) == 1);
+	return more;
 }
 
 static int
 array(struct chk *c, int depth)
 {
+	int more;
+
 	c->p++;
 	ws(c);
 	if (c->p < c->e && *c->p == ']') {
 		c->p++;
 		return 0;
 	}
-	for (;;) {
+	do {
 		if (value(c, depth) != 0)
 			return -1;
-		ws(c);
-		if (c->p < c->e && *c->p == ',') {
-			c->p++;
-			ws(c);
-			continue;
-		}
-		if (c->p < c->e && *c->p == ']') {
-			c->p++;
-			return 0;
-		}
-		return -1;
-	}
+	} while ((more = next(c, ']')) == 1);
+	return more;
 }
 
 static int
@@ -303,7 +322,8 @@ value(struct chk *c, int depth)
 		return -1;
 	switch (*c->p) {
 	case '{':
-		return depth >= CANON_DEPTH_MAX ? -1 : object(c, depth + 1);
+		return depth >= CANON_DEPTH_MAX ? -1 :
+		    object(c, depth + 1, NULL);
 	case '[':
 		return depth >= CANON_DEPTH_MAX ? -1 : array(c, depth + 1);
 	case '"':
@@ -334,52 +354,13 @@ span_get(const char *obj, size_t len, const char *const *names,
 {
 	struct chk c = { (const unsigned char *)obj,
 	    (const unsigned char *)obj + len, 0 };
-	int plain;
+	struct want w = { names, v, n };
 
 	for (int i = 0; i < n; i++)
 		v[i].p = NULL, v[i].len = 0;
 	ws(&c);
-	if (c.p >= c.e || *c.p != '{')
+	if (c.p >= c.e || *c.p != '{' || object(&c, 1, &w) != 0)
 		return -1;
-	c.p++;
-	ws(&c);
-	if (c.p < c.e && *c.p == '}')
-		c.p++;
-	else
-		for (;;) {
-			const unsigned char *k = c.p + 1, *val;
-			size_t klen;
-
-			if (string(&c, &plain) != 0)
-				return -1;
-			klen = (size_t)(c.p - k - 1);
-			ws(&c);
-			if (c.p >= c.e || *c.p != ':')
-				return -1;
-			c.p++;
-			ws(&c);
-			val = c.p;
-			if (value(&c, 1) != 0)
-				return -1;
-			for (int i = 0; plain && i < n; i++)
-				if (!v[i].p && strlen(names[i]) == klen &&
-				    memcmp(k, names[i], klen) == 0) {
-					v[i].p = (const char *)val;
-					v[i].len = (size_t)(c.p - val);
-					break;
-				}
-			ws(&c);
-			if (c.p < c.e && *c.p == ',') {
-				c.p++;
-				ws(&c);
-				continue;
-			}
-			if (c.p < c.e && *c.p == '}') {
-				c.p++;
-				break;
-			}
-			return -1;
-		}
 	ws(&c);
 	return c.p == c.e ? 0 : -1;
 }
