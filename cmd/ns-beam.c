@@ -548,9 +548,9 @@ beam_store_fast(struct store *s, struct buf *out, const char *p, size_t len,
 {
 	static const char *const top[] = { "c", "r", "id", "p" };
 	static const char *const par[] = { "beam", "result", "hold" };
-	static const char *const res[] = { "beam", "space" };
+	static const char *const res[] = { "space" };
 	static const char *const bm[] = { "author", "ts", "type", "sig" };
-	struct span t[4], pv[3], rv[2], bv[4];
+	struct span t[4], pv[3], rv[1], bv[4];
 	char path[PATH_LEN + 1], space[SPACE_MAX + 1], author[DIDKEY_MAX];
 	int64_t conn, r, ts;
 	int rc;
@@ -563,10 +563,8 @@ beam_store_fast(struct store *s, struct buf *out, const char *p, size_t len,
 	    !pv[1].p || pv[2].p || pv[0].len > BEAM_MAX ||
 	    !span_canonical(pv[0].p, pv[0].len) ||
 	    !span_canonical(pv[1].p, pv[1].len) ||
-	    span_get(pv[1].p, pv[1].len, res, rv, 2) != 0 || !rv[0].p ||
-	    !rv[1].p || span_str(rv[0].p, rv[0].len, path, sizeof(path)) ||
-	    span_str(rv[1].p, rv[1].len, space, sizeof(space)) ||
-	    !path_ok(path) ||
+	    span_get(pv[1].p, pv[1].len, res, rv, 1) != 0 || !rv[0].p ||
+	    span_str(rv[0].p, rv[0].len, space, sizeof(space)) ||
 	    span_get(pv[0].p, pv[0].len, bm, bv, 4) != 0 || !bv[0].p ||
 	    !bv[1].p || !bv[2].p || !bv[3].p ||
 	    span_str(bv[0].p, bv[0].len, author, sizeof(author)) ||
@@ -574,6 +572,8 @@ beam_store_fast(struct store *s, struct buf *out, const char *p, size_t len,
 	    bv[2].len != 6 || memcmp(bv[2].p, "\"beam\"", 6) != 0 ||
 	    bv[3].p[0] != '"')
 		return 0;
+	/* the path the beam's own bytes make, as bus_beam_store finds it */
+	path_make(author, pv[0].p, pv[0].len, path);
 	if ((rc = lookup(s, Q_TOMB, path)) > 0)
 		return 0;	/* deleted before: answered gone */
 	it->conn = conn;

@@ -147,10 +147,13 @@ error_is() {
 		store 3 "$BEAM" channel/x/four | jq -c "$sorted | del(.id)"
 		store 4 "$BEAM" channel/x/five | jq -c "$sorted" |
 		    sed 's/"id":4,/"id":12345678901234567890,/'
+		# a result that names another path: the beam's own bytes
+		# decide where it goes, on either path
+		store 5 "$BEAM" channel/x/six | jq -c "$sorted | .p.result.beam = \"${P%?}A\""
 	} >"$BATS_TEST_TMPDIR/in"
 	run -0 --separate-stderr stage <"$BATS_TEST_TMPDIR/in"
 	[ -z "$stderr" ]
-	[ "${#lines[@]}" -eq 5 ]
+	[ "${#lines[@]}" -eq 6 ]
 	want="{\"beam\":\"$P\",\"eventId\":\"e\",\"seq\":2,\"space\":\"channel/x/one\"}"
 	[ "${lines[0]}" = "{\"to\":5,\"r\":1,\"msg\":{\"id\":1,\"jsonrpc\":\"2.0\",\"result\":$want}}" ]
 	[ "${lines[1]}" = "${lines[0]/one/two}" ]
@@ -163,7 +166,9 @@ error_is() {
 	run -0 ns-beam -d "$DB" get "$P"
 	[ "$output" = "$BEAM" ]
 	run sqlite3 "$DB" 'SELECT space FROM refs ORDER BY space'
-	[ "$output" = "$(printf 'channel/x/%s\n' five four one three two)" ]
+	[ "$output" = "$(printf 'channel/x/%s\n' five four one six three two)" ]
+	run sqlite3 "$DB" 'SELECT DISTINCT path FROM refs'
+	[ "$output" = "$P" ]
 }
 
 @test "ns-beam: beam.store of a beam over 256 KiB or malformed is refused, nothing kept" {
