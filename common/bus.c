@@ -252,8 +252,8 @@ bus_error(struct buf *out, const struct bus_req *r, enum bus_err e,
 }
 
 void
-bus_request(struct buf *out, const char *method, const struct bus_req *r,
-    jv params)
+bus_request_head(struct buf *out, const char *method,
+    const struct bus_req *r)
 {
 	buf_adds(out, "{\"m\":");
 	bus_json(out, jv_string(method));
@@ -274,6 +274,13 @@ bus_request(struct buf *out, const char *method, const struct bus_req *r,
 		bus_json(out, jv_copy(r->id));
 	}
 	buf_adds(out, ",\"p\":");
+}
+
+void
+bus_request(struct buf *out, const char *method, const struct bus_req *r,
+    jv params)
+{
+	bus_request_head(out, method, r);
 	bus_json(out, params);
 	buf_adds(out, "}\n");
 }

@@ -95,5 +95,9 @@ void bus_close(struct buf *out, int64_t conn, int code, const char *reason);
  * answer r's sender. */
 void bus_request(struct buf *out, const char *method, const struct bus_req *r,
     jv params);
+/* The same line up to its params: the caller writes them, canonical, and
+ * ends the line with "}\n". */
+void bus_request_head(struct buf *out, const char *method,
+    const struct bus_req *r);
 
 #endif

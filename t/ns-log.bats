@@ -784,6 +784,25 @@ line() {
 	line 0 '.m == "beam.store" and .p.result.seq == 2'
 }
 
+@test "ns-log: a space.beam in canonical form and the same out of order hand on the same bytes" {
+	# canonical text is hashed and handed on as it stands, anything else
+	# is put in canonical form first: the two must not differ
+	make_spaces
+	beam=$(mkbeam "$AK" '{"type":"beam","title":"hi \u00e9 \\u0001"}')
+	P=$(bpath_of "$beam")
+	ref=$(refto "$AK" "$CH" "$P")
+	rev='to_entries | reverse | from_entries'
+	run -0 bus < <(
+		sbeam "$A" 1 "$ref" "$beam"
+		sbeam "$A" 2 "$ref" "$beam" | jq -c ".p.beam |= ($rev) | .p.event |= ($rev)")
+	[ "${#lines[@]}" -eq 3 ]
+	[[ "${lines[0]}" == '{"m":"beam.store",'* ]]
+	[[ "${lines[2]}" == '{"m":"beam.store",'* ]]
+	[ "${lines[0]#*\"p\":}" = "${lines[2]#*\"p\":}" ]
+	[ "$(jq -c .p.beam <<<"${lines[2]}")" = "$beam" ]
+	line 2 ".r == 2 and .p.result.seq == 2 and .p.result.beam == \"$P\""
+}
+
 @test "ns-log: a refused space.beam leaves nothing stored and nothing for ns-beam" {
 	make_spaces
 	bb=$(mkbeam "$BK" '{"type":"beam","title":"spam"}')

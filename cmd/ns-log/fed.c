@@ -309,7 +309,7 @@ apply_envelope(struct log *L, jv env, const char *from, struct buf *out)
 	}
 	ev = jsonl_get(env, "event");
 	/* the owner took it at ts: the skew is judged from then */
-	if (check_event(L, ev, sid, ts, &ei, &e, &why) != 0) {
+	if (check_event(L, ev, NULL, sid, ts, &ei, &e, &why) != 0) {
 		warn("%.80s: seq %lld: %s", sid, (long long)seq, why);
 		goto bad;
 	}
@@ -925,7 +925,7 @@ handle_submit(struct log *L, const struct bus_req *r, int64_t now,
 	int64_t seq;
 	int err, rc;
 
-	if (check_event(L, ev, pspace, now, &ei, &e, &why) != 0) {
+	if (check_event(L, ev, NULL, pspace, now, &ei, &e, &why) != 0) {
 		bus_error(out, r, e, why);
 		goto out;
 	}

@@ -17,6 +17,7 @@
 #include "bus.h"
 #include "hash.h"
 #include "key.h"
+#include "span.h"
 #include "tree.h"
 
 #define PROG "ns-log"
@@ -145,8 +146,16 @@ int beam_path_ok(const char *beam, const char *author);
 int rules_parse(jv obj, int sptype, struct rules *out);
 void rules_text(const struct rules *r, char *out, size_t len);
 jv rules_jv(const struct rules *r);
-int check_event(struct log *L, jv ev, const char *pspace, int64_t now,
-    struct evinfo *ei, enum bus_err *e, const char **why);
+/* The canonical text of a request's params.event and params.beam as it
+ * stands on its line (p NULL when not known canonical): hashed and copied
+ * instead of printed again. */
+struct raw {
+	struct span event, beam;
+};
+void raw_params(const char *line, size_t len, struct raw *raw);
+int check_event(struct log *L, jv ev, const struct span *raw,
+    const char *pspace, int64_t now, struct evinfo *ei, enum bus_err *e,
+    const char **why);
 int admit(struct log *L, struct space *sp, const struct evinfo *ei,
     enum bus_err *e, const char **why);
 int apply(struct log *L, struct space **spp, const struct evinfo *ei);
@@ -159,9 +168,9 @@ int sequence(struct log *L, jv ev, const struct evinfo *ei, int64_t now,
     struct space **spp, int64_t *seq, enum bus_err *e, const char **why);
 void publish(struct log *L, const struct space *sp, struct buf *out);
 void handle_event(struct log *L, const struct bus_req *r, const char *method,
-    int unchecked, int64_t now, struct buf *out);
+    const struct raw *raw, int unchecked, int64_t now, struct buf *out);
 void handle_space_beam(struct log *L, const struct bus_req *r,
-    int unchecked, int64_t now, struct buf *out);
+    const struct raw *raw, int unchecked, int64_t now, struct buf *out);
 void handle_beam_delete(struct log *L, const struct bus_req *r,
     int unchecked, int64_t now, struct buf *out);
 jv space_json(const struct space *sp);

@@ -140,6 +140,8 @@ static void
 handle(struct log *L, const struct bus_req *r, int m, int unchecked,
     int64_t now, const char *line, size_t len, struct buf *out)
 {
+	struct raw raw;
+
 	if (m >= M_STREAM) {
 		handle_stream(L, r, m - M_STREAM, out);
 		return;
@@ -164,10 +166,12 @@ handle(struct log *L, const struct bus_req *r, int m, int unchecked,
 		fed_follows(L, out);
 		break;
 	case M_APPEND:
-		handle_event(L, r, NULL, unchecked, now, out);
+		raw_params(line, len, &raw);
+		handle_event(L, r, NULL, &raw, unchecked, now, out);
 		break;
 	case M_BEAM:
-		handle_space_beam(L, r, unchecked, now, out);
+		raw_params(line, len, &raw);
+		handle_space_beam(L, r, &raw, unchecked, now, out);
 		break;
 	case M_DELETE:
 		handle_beam_delete(L, r, unchecked, now, out);
@@ -179,9 +183,11 @@ handle(struct log *L, const struct bus_req *r, int m, int unchecked,
 		subs_restore(L, r, out);
 		break;
 	default:
-		if (m < M_APPEND)
-			handle_event(L, r, methods[m], unchecked, now, out);
-		else
+		if (m < M_APPEND) {
+			raw_params(line, len, &raw);
+			handle_event(L, r, methods[m], &raw, unchecked, now,
+			    out);
+		} else
 			handle_read(L, r, m, out);
 	}
 }

@@ -181,7 +181,7 @@ verify_space(struct log *src, struct log *mem, const char *id)
 				owner = xstrdup(jsonl_str(env, "node"));
 			jsonl_int(env, "ts", &ts);
 			mem->node = owner;
-			if (check_event(mem, ev, id, ts, &ei, &e, &why) != 0)
+			if (check_event(mem, ev, NULL, id, ts, &ei, &e, &why) != 0)
 				;
 			else if (strcmp(ei.id, col(src, S_ENV_ALL, 1)) != 0)
 				why = "stored event id is not the event's";

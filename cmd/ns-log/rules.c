@@ -184,8 +184,9 @@ rules_jv(const struct rules *r)
  * Returns 0, or -1 with *e and *why.
  */
 int
-check_event(struct log *L, jv ev, const char *pspace, int64_t now,
-    struct evinfo *ei, enum bus_err *e, const char **why)
+check_event(struct log *L, jv ev, const struct span *raw,
+    const char *pspace, int64_t now, struct evinfo *ei, enum bus_err *e,
+    const char **why)
 {
 	const char *type, *kid;
 	size_t kidlen;
@@ -200,7 +201,11 @@ check_event(struct log *L, jv ev, const char *pspace, int64_t now,
 	}
 	/* its canonical text stays in L->evtext: append signs it */
 	L->evtext_id[0] = '\0';
-	if (event_id(ev, &L->evtext, ei->id) != 0) {
+	if (raw && raw->p) {
+		buf_reset(&L->evtext);
+		buf_add(&L->evtext, raw->p, raw->len);
+		hash_id(raw->p, raw->len, ei->id);
+	} else if (event_id(ev, &L->evtext, ei->id) != 0) {
 		*why = "event cannot be put in canonical form";
 		return -1;
 	}

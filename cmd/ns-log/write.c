@@ -152,7 +152,7 @@ verify_here(struct log *L, const struct bus_req *r, jv ev, const char *author,
  */
 void
 handle_event(struct log *L, const struct bus_req *r, const char *method,
-    int unchecked, int64_t now, struct buf *out)
+    const struct raw *raw, int unchecked, int64_t now, struct buf *out)
 {
 	jv ev = jsonl_get(r->params, "event");
 	const char *pspace = NULL, *type, *why;
@@ -174,7 +174,7 @@ handle_event(struct log *L, const struct bus_req *r, const char *method,
 		    "event type does not match the method");
 		goto out;
 	}
-	if (check_event(L, ev, pspace, now, &ei, &e, &why) != 0) {
+	if (check_event(L, ev, &raw->event, pspace, now, &ei, &e, &why) != 0) {
 		bus_error(out, r, e, why);
 		goto out;
 	}
@@ -237,9 +237,11 @@ out:
  * path's beam id.  0, or -1 with *e and *why.
  */
 static int
-beam_check(struct log *L, jv beam, const char *author, const char *path,
-    enum bus_err *e, const char **why)
+beam_check(struct log *L, jv beam, const struct span *raw, const char *author,
+    const char *path, enum bus_err *e, const char **why)
 {
+	size_t size;
+
 	char id[HASH_ID_LEN + 1];
 	const char *s;
 	int64_t ts;
@@ -261,11 +263,15 @@ beam_check(struct log *L, jv beam, const char *author, const char *path,
 		*why = "beam has no sig";
 		return -1;
 	}
-	if (event_id(beam, &L->scratch, id) != 0) {
+	if (raw->p) {
+		hash_id(raw->p, raw->len, id);
+		size = raw->len;
+	} else if (event_id(beam, &L->scratch, id) != 0) {
 		*why = "beam is not representable in RFC 8785";
 		return -1;
-	}
-	if (L->scratch.len > BEAM_MAX) {
+	} else
+		size = L->scratch.len;
+	if (size > BEAM_MAX) {
 		*e = E_TOO_LARGE;
 		*why = "beam larger than 256 KiB";
 		return -1;
@@ -302,8 +308,8 @@ gone_of(struct log *L, const char *beam, int *err)
 }
 
 void
-handle_space_beam(struct log *L, const struct bus_req *r, int unchecked,
-    int64_t now, struct buf *out)
+handle_space_beam(struct log *L, const struct bus_req *r,
+    const struct raw *raw, int unchecked, int64_t now, struct buf *out)
 {
 	jv ev = jsonl_get(r->params, "event");
 	jv beam = jsonl_get(r->params, "beam");
@@ -325,7 +331,7 @@ handle_space_beam(struct log *L, const struct bus_req *r, int unchecked,
 		bus_error(out, r, E_BAD_EVENT, "event is not a beam.ref");
 		goto out;
 	}
-	if (check_event(L, ev, NULL, now, &ei, &e, &why) != 0) {
+	if (check_event(L, ev, &raw->event, NULL, now, &ei, &e, &why) != 0) {
 		bus_error(out, r, e, why);
 		goto out;
 	}
@@ -337,7 +343,8 @@ handle_space_beam(struct log *L, const struct bus_req *r, int unchecked,
 		    "ref names another node to store the beam");
 		goto out;
 	}
-	if (beam_check(L, beam, ei.author, ei.beam, &e, &why) != 0) {
+	if (beam_check(L, beam, &raw->beam, ei.author, ei.beam, &e,
+	    &why) != 0) {
 		bus_error(out, r, e, why);
 		goto out;
 	}
@@ -387,12 +394,23 @@ handle_space_beam(struct log *L, const struct bus_req *r, int unchecked,
 	case SEQ_NEW:
 	case SEQ_DUP:
 		/* ns-beam stores it and answers; a repeat stores it again,
-		 * in case ns-beam lost it the first time */
-		p = jv_object_set(jv_object(), jv_string("beam"), beam);
-		beam = jv_invalid();
-		p = jv_object_set(p, jv_string("result"),
-		    event_result(sp, &ei, seq));
-		bus_request(out, "beam.store", r, p);
+		 * in case ns-beam lost it the first time.  {"beam","result"}
+		 * is in canonical order, the beam's text canonical already
+		 * when raw has it */
+		if (raw->beam.p) {
+			bus_request_head(out, "beam.store", r);
+			buf_adds(out, "{\"beam\":");
+			buf_add(out, raw->beam.p, raw->beam.len);
+			buf_adds(out, ",\"result\":");
+			bus_json(out, event_result(sp, &ei, seq));
+			buf_adds(out, "}}\n");
+		} else {
+			p = jv_object_set(jv_object(), jv_string("beam"), beam);
+			beam = jv_invalid();
+			p = jv_object_set(p, jv_string("result"),
+			    event_result(sp, &ei, seq));
+			bus_request(out, "beam.store", r, p);
+		}
 		if (rc == SEQ_NEW) {
 			publish(L, sp, out);
 			gossip_push(L, sp, out);
@@ -530,7 +548,7 @@ handle_beam_delete(struct log *L, const struct bus_req *r, int unchecked,
 			jv_free(id);
 			goto internal;
 		}
-		if (!sp || check_event(L, sent, sid, now, &ei, &e, &why) != 0) {
+		if (!sp || check_event(L, sent, NULL, sid, now, &ei, &e, &why) != 0) {
 			jv_free(id);
 			continue;
 		}
@@ -581,4 +599,21 @@ out:
 	jv_free(spaces);
 	jv_free(sent);
 	jv_free(t);
+}
+
+void
+raw_params(const char *line, size_t len, struct raw *raw)
+{
+	static const char *const top[] = { "p" };
+	static const char *const par[] = { "event", "beam" };
+	struct span p, v[2];
+
+	raw->event.p = raw->beam.p = NULL;
+	if (span_get(line, len, top, &p, 1) != 0 || !p.p ||
+	    span_get(p.p, p.len, par, v, 2) != 0)
+		return;
+	if (v[0].p && span_canonical(v[0].p, v[0].len))
+		raw->event = v[0];
+	if (v[1].p && span_canonical(v[1].p, v[1].len))
+		raw->beam = v[1];
 }
