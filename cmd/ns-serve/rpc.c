@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "canon.h"
+#include "span.h"
 #include "jsonl.h"
 #include "msg.h"
 #include "serve.h"
@@ -292,6 +293,21 @@ node_flood(struct conn *c)
 	return node_fault(c, "more messages a second than a node may send");
 }
 
+/* The params of message p[0..len) (already parsed, of kind k) into out
+ * as they were sent, when that is RFC 8785 text: 1, else 0. */
+static int
+raw_params(const char *p, size_t len, jv_kind k, struct buf *out)
+{
+	static const char *const names[] = { "params" };
+	struct span v;
+
+	if (k != JV_KIND_OBJECT || span_get(p, len, names, &v, 1) != 0 ||
+	    !v.p || !span_canonical(v.p, v.len))
+		return 0;
+	buf_add(out, v.p, v.len);
+	return 1;
+}
+
 void
 handle_msg(struct conn *c, const char *p, size_t len)
 {
@@ -411,8 +427,11 @@ handle_msg(struct conn *c, const char *p, size_t len)
 	params = k == JV_KIND_OBJECT ? jsonl_get(v, "params") : jv_object();
 	buf_reset(&pbuf);
 	/* what one message may cost the ring is bounded after the
-	 * canonical form, which can be longer than what was sent */
-	if (canon_dump(params, NULL, &pbuf) != 0 ||
+	 * canonical form, which can be longer than what was sent; params
+	 * sent in canonical form already (as ns-client sends them) go on
+	 * as they are */
+	if ((!raw_params(p, len, k, &pbuf) &&
+	    canon_dump(params, NULL, &pbuf) != 0) ||
 	    pbuf.len + 512 + (has_id ? ID_MAX : 0) > line_max) {
 		if (has_id)
 			send_error(c, jv_copy(id), E_TOO_LARGE, "params are "
