@@ -190,7 +190,11 @@ beam_req() {	# KEY SPACE ID JSON
 	# every flooding request got an answer: a page, or busy with a hint
 	for c in 1 2 3 4; do
 		n=$(jq -s '[.[] | select(.id | type == "number")] | length' "$BATS_TEST_TMPDIR/flood.$c.out")
-		[ "$n" -eq 1000 ]
+		[ "$n" -eq 1000 ] || {
+			echo "connection $c: $n answers; its last lines:" >&2
+			tail -c 600 "$BATS_TEST_TMPDIR/flood.$c.out" >&2
+			false
+		}
 		jq -e -s 'all(.[] | select(.error); .error.data.reason == "busy" and .error.data.retryAfter > 0)' "$BATS_TEST_TMPDIR/flood.$c.out" >/dev/null
 	done
 }
