@@ -297,6 +297,36 @@ raw_sign() {
 	    ($e["4"].message | test("did:key")) and ($e["9"].message | test("does not verify"))' >/dev/null
 }
 
+@test "ns-verify: --bus checks the same bytes whether an event comes canonical or not" {
+	# canonical text has its signed bytes cut out of it, any other is
+	# printed in canonical form first: the verdicts must agree
+	ev=$(ns-sign -k "$ALICE" <<<'{"type":"space.join","space":"channel/z/x","note":"\u00e9\\u0001"}')
+	rev='to_entries | reverse | from_entries'
+	{
+		busreq space.join "$ALICE_DID" client 1 "$ev"
+		busreq space.join "$ALICE_DID" client 2 "$(jq -c "$rev" <<<"$ev")"
+		# a byte changed before the sig, and after it
+		busreq space.join "$ALICE_DID" client 3 "${ev/channel/chanel}"
+		busreq space.join "$ALICE_DID" client 4 "${ev/space.join/space.jain}"
+		busreq space.join "$ALICE_DID" client 5 "$(jq -c "$rev" <<<"${ev/channel/chanel}")"
+	} >"$BATS_TEST_TMPDIR/in"
+	run -0 --separate-stderr ns-verify --bus <"$BATS_TEST_TMPDIR/in"
+	[ "${#lines[@]}" -eq 5 ]
+	[ "${lines[0]}" = "$(sed -n 1p "$BATS_TEST_TMPDIR/in")" ]
+	[ "${lines[1]}" = "$(sed -n 2p "$BATS_TEST_TMPDIR/in")" ]
+	for i in 2 3 4; do
+		assert_jq ".msg.id == $((i + 1)) and .msg.error.data.reason == \"bad_sig\"" "${lines[i]}"
+	done
+	# a node's answer is checked on the event in its result, whatever
+	# else its params carry
+	forged=$(jq -c --arg s "$(jq -r .sig <<<"$ev")" '.sig = $s' <<<"${ev/channel/chanel}")
+	jq -cn --arg d "$NODE_DID" --argjson y "$ev" --argjson x "$forged" \
+	    '{m:"rpc.response",c:3,r:5,did:$d,role:"node",p:{event:$y,id:1,jsonrpc:"2.0",result:{event:$x}}}' >"$BATS_TEST_TMPDIR/in"
+	run -0 --separate-stderr ns-verify --bus <"$BATS_TEST_TMPDIR/in"
+	[[ "$output" != *'"m":"rpc.response"'* ]]
+	[[ "$output" == *'"m":"peer.bad"'* ]]
+}
+
 @test "ns-verify: --bus answers a malformed envelope bad_event, a forged one bad_sig" {
 	e1=$(mkenv 1 null "$SIGNED")
 	{
