@@ -231,6 +231,9 @@ ingest() {
 	done
 	rm -f "$tmp"/out.* "$tmp"/err.*
 	total=$((conns * per))
+	# this machine's speed drifts: the reference is measured again just
+	# before and just after the run, and their mean taken
+	rv0=$("$tmp/sodium-rate" 300 0.5 | jq .verify_per_s)
 	b0=$(stage_ticks)
 	m0=$(machine_ticks)
 	t0=$(now)
@@ -248,11 +251,14 @@ ingest() {
 	t1=$(now)
 	m1=$(machine_ticks)
 	b1=$(stage_ticks)
+	rv1=$("$tmp/sodium-rate" 300 0.5 | jq .verify_per_s)
+	RVI=$(echo "$rv0 $rv1" | awk '{ printf "%.0f", ($1 + $2) / 2 }')
 	ok=$(cat "$tmp"/out.* | jq -c 'select(has("result"))' | wc -l)
 	bad=$((total - ok))
 	r=$(rate "$ok" "$t0" "$t1")
-	INGEST_RATIO=$(ratio "$r" "$RV")
+	INGEST_RATIO=$(ratio "$r" "$RVI")
 	say "ingest ($label): $r beams/s = $INGEST_RATIO x raw single-core verify (goal $goal)"
+	say "    raw verify around the run: $rv0/s before, $rv1/s after"
 	wall=$(echo "$t0 $t1" | awk '{ print $2 - $1 }')
 	# % of one core: each stage, the clients together, the machine
 	cli=$(awk 'NR == 2 {
@@ -266,7 +272,7 @@ ingest() {
 	echo "$b0" >"$tmp/ticks"
 	echo "$b1" >>"$tmp/ticks"
 	echo "$m0 $m1 $cli $wall $HZ $CORES $conns" >>"$tmp/ticks"
-	awk -v ok="$ok" -v total="$total" -v rv="$RV" '
+	awk -v ok="$ok" -v total="$total" -v rv="$RVI" '
 	NR == 1 { ns = NF / 2; for (i = 1; i <= ns; i++) { name[i] = $(2 * i - 1); t0[i] = $(2 * i) } }
 	NR == 2 { for (i = 1; i <= ns; i++) t1[i] = $(2 * i) }
 	NR == 3 {
