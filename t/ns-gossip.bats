@@ -487,6 +487,36 @@ live() {
 	assert_jq ".up == 0 and (.nodes | map(select(.node == \"$C\"))[0] | .state == \"refused\" and .links == 0 and .lastError == \"forged\")" "$(cat "$T/stats.seen")"
 }
 
+@test "ns-gossip: a peer with no link, dial or message is forgotten after 10 minutes unused" {
+	{
+		link 200 "$C"
+		send "$C" "" ""
+		unlink_ 200 "$C"
+		send "$B" "$BA" log:1
+		dialfail "ws://$BA/" "$B" "connection refused"
+		send "$D" "$DA" ""	# dialing, and no answer comes
+		tick 500
+		tick $((9 * 60 * 1000))
+	} >"$T/in"
+	live "$T/in"
+	assert_jq '.peers == 3 and ([.nodes[].node] | sort) == ["'"$B"'","'"$C"'","'"$D"'"]' "$(cat "$T/stats.seen")"
+	{
+		cat "$T/in"
+		tick $((10 * 60 * 1000 + 1000))
+	} >"$T/in2"
+	live "$T/in2"
+	# B and C go; D stays while its dial is out
+	assert_jq '.peers == 1 and [.nodes[].node] == ["'"$D"'"] and .nodes[0].state == "dialing"' "$(cat "$T/stats.seen")"
+	# and a node wanted again is dialed afresh
+	{
+		cat "$T/in2"
+		send "$B" "$BA" log:2
+	} >"$T/in3"
+	run -0 --separate-stderr bus <"$T/in3"
+	[ "$(count 'has("dial")')" -eq 3 ]
+	[ "$(count '.m == "peer.fail"')" -eq 1 ]
+}
+
 @test "ns-gossip: peer.bad closes the node's links and refuses it for 10 minutes" {
 	{
 		link 200 "$C"

@@ -26,6 +26,9 @@
 #define BACKOFF_MAX	(5 * 60 * 1000)
 #define QUEUE_MAX	256	/* messages waiting for one peer's link */
 #define CONNS_MAX	4	/* links kept to one peer */
+#define IDLE_MS		(10 * 60 * 1000)	/* a peer with no link, dial,
+						 * message or ban is forgotten
+						 * after this long unused */
 
 /* A message waiting for a link. */
 struct qmsg {
@@ -44,7 +47,7 @@ struct peer {
 	int nconn;
 	int dialing;
 	unsigned fails;
-	int64_t next_try, banned_until, up_since;
+	int64_t next_try, banned_until, up_since, last_used;
 	char last_error[128];
 	struct qmsg *qhead, *qtail;
 	size_t qlen;
@@ -88,6 +91,7 @@ void peer_conn_reset(void);
 void peer_bad(const char *did, const char *reason);
 void peers_json(struct buf *b);
 size_t peers_count(size_t *up);
+void peers_prune(void);
 void peers_free(void);
 
 /* spaces.c */

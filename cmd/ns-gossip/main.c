@@ -125,6 +125,7 @@ line(const char *p, size_t len)
 		}
 		now_ms = clock_ms();
 		spaces_tick();
+		peers_prune();
 		if (stats_file && now_ms - last_stats >= 1000) {
 			write_stats();
 			last_stats = now_ms;

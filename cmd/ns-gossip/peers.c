@@ -72,6 +72,7 @@ peer_get(const char *did, const char *address)
 		free(p->address);
 		p->address = xstrdup(address);
 	}
+	p->last_used = now_ms;
 	return p;
 }
 
@@ -253,6 +254,7 @@ peer_conn_open(int64_t conn, const char *did, const char *url)
 	}
 	if (url)
 		p->dialing = 0;
+	p->last_used = now_ms;
 	if (p->nconn < CONNS_MAX)
 		p->conns[p->nconn++] = conn;
 	p->fails = 0;
@@ -281,6 +283,7 @@ peer_conn_close(int64_t conn, const char *did)
 				p->conns[i] = p->conns[--p->nconn];
 				if (!p->nconn)
 					p->up_since = 0;
+				p->last_used = now_ms;
 				return;
 			}
 	(void)did;
@@ -403,6 +406,36 @@ peers_count(size_t *up)
 	return n;
 }
 
+static void
+peer_free(struct peer *p)
+{
+	fail_queue(p, "shutting down");
+	free(p->address);
+	free(p->dial_url);
+	free(p);
+}
+
+/* Forget the peers nothing holds: no link, no dial out, no message
+ * waiting, not refused, unused for IDLE_MS.  Every node ever heard of, and
+ * every node key that ever logged in, would otherwise stay for the life of
+ * the stage.  One that is wanted again starts afresh (a first dial at
+ * once, its backoff forgotten: it was not tried for that long anyway). */
+void
+peers_prune(void)
+{
+	struct peer **pp = &peers, *p;
+
+	while ((p = *pp)) {
+		if (!p->nconn && !p->dialing && !p->qhead &&
+		    p->banned_until <= now_ms &&
+		    now_ms - p->last_used >= IDLE_MS) {
+			*pp = p->next;
+			peer_free(p);
+		} else
+			pp = &p->next;
+	}
+}
+
 void
 peers_free(void)
 {
@@ -410,9 +443,6 @@ peers_free(void)
 
 	while ((p = peers)) {
 		peers = p->next;
-		fail_queue(p, "shutting down");
-		free(p->address);
-		free(p->dial_url);
-		free(p);
+		peer_free(p);
 	}
 }
