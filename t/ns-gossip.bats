@@ -589,6 +589,22 @@ live() {
 	[ "$(count '.m == "conn.reset" or .m == "conn.open" or .m == "conn.close"')" -eq 7 ]
 }
 
+@test "ns-gossip: a node's links beyond 4 are closed" {
+	{
+		for c in 200 201 202 203 204; do
+			link "$c" "$C"
+		done
+		send "$C" "" log:1
+		tick 1000
+	} >"$T/in"
+	run -0 --separate-stderr bus <"$T/in"
+	[ "$(count '.close')" -eq 1 ]
+	assert_jq '. == {close:204,code:1008,reason:"too many links from one node"}' "$(sel '.close')"
+	assert_jq '.to != 204' "$(sel '.msg.id == "log:1"')"
+	live "$T/in"
+	assert_jq '.nodes[0].links == 4' "$(cat "$T/stats.seen")"
+}
+
 @test "ns-gossip: anti-entropy sends node.head to the owner of each followed space every 10 s" {
 	O2=did:key:z6MkOtherOwner
 	SP2=channel/z6MkOther/x

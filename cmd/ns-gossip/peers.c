@@ -255,8 +255,13 @@ peer_conn_open(int64_t conn, const char *did, const char *url)
 	if (url)
 		p->dialing = 0;
 	p->last_used = now_ms;
-	if (p->nconn < CONNS_MAX)
-		p->conns[p->nconn++] = conn;
+	if (p->nconn >= CONNS_MAX) {
+		/* one more would be a link nothing here uses or counts */
+		buf_addf(&out, "{\"close\":%lld,\"code\":1008,\"reason\":"
+		    "\"too many links from one node\"}\n", (long long)conn);
+		return;
+	}
+	p->conns[p->nconn++] = conn;
 	p->fails = 0;
 	p->next_try = 0;
 	p->last_error[0] = '\0';
