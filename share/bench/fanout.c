@@ -3,8 +3,9 @@
  * it opens N subscriber connections and one publisher connection to a node
  * on 127.0.0.1, logs each in with KEYFILE, subscribes the N to SPACE, then
  * sends the pre-signed space.beam requests of BEAMS (gen-beams output, by
- * the same key) at RATE per second.  An event's latency runs from the
- * moment its request went to the publisher's socket to the moment a
+ * the same key) at RATE per second; with -n 0 it only publishes (the
+ * ingest figure, a lighter load than ns-client).  An event's latency runs
+ * from the moment its request went to the publisher's socket to the moment a
  * subscriber holds the whole event notification; every (subscriber, event)
  * pair counts once.  Prints one JSON line:
  *   {"subscribers","events","rate","setup_s","publish_s","p50_ms","p90_ms",
@@ -915,6 +916,7 @@ main(int argc, char **argv)
 	lws_sock_file_fd_type fd;
 	const char *keyfile = NULL, *file = NULL;
 	char err[256], (*hostport)[32];
+	int nset = 0;
 	int ch, i;
 
 	prog = "fanout";
@@ -942,7 +944,8 @@ main(int argc, char **argv)
 			g.space = optarg;
 			break;
 		case 'n':
-			g.nsub = (int)num_arg("-n", optarg, 1, 10000);
+			g.nsub = (int)num_arg("-n", optarg, 0, 10000);
+			nset = 1;
 			break;
 		case 'r':
 			g.rate = num_arg("-r", optarg, 0.001, 1e6);
@@ -963,7 +966,7 @@ main(int argc, char **argv)
 			usage(2);
 		}
 	}
-	if (optind != argc || !g.port || !keyfile || !g.space || !g.nsub ||
+	if (optind != argc || !g.port || !keyfile || !g.space || !nset ||
 	    (g.rate <= 0 && !g.window) || !file)
 		usage(2);
 	if (sodium_init() < 0)
