@@ -854,6 +854,35 @@ mark() {
 	[ "$(pubs)" = "1 3 4 5 " ]
 }
 
+@test "ns-relay: a parent gone quiet shows in the owner's edge at the next join, and the owner node fills the gap" {
+	start
+	feed "$(watch 6 1 false)"
+	await '.p.msg.method == "relay.join"'
+	id=$(seen '.p.msg.method == "relay.join"' | jq -r .p.msg.id)
+	feed "$(joined "$O" 9 "$id" "$P")"
+	feed "$(rchunk "$P" 10 "$(chunk 1)")"
+	await '.pub'
+	# P sends nothing more; the next beat's join answer says the owner
+	# is at 3
+	await '.p.msg.method == "relay.join"' 2 3000
+	id=$(seen '.p.msg.method == "relay.join"' | tail -n 1 | jq -r .p.msg.id)
+	feed "$(resp "$O" 11 "$id" "$(jq -nc --arg s "$S" --arg p "$P" \
+	    '{space:$s,edge:3,index:3,parents:[{node:$p,address:("addr-" + $p)}]}')")"
+	t0=$(now)
+	# fetched from the parent first, then from the owner node too
+	await '.p.msg.method == "relay.fetch" and .p.node == "'"$O"'"' 1 3000
+	[ $(($(now) - t0)) -ge 1200 ]
+	[ "$(seen '.p.msg.method == "relay.fetch" and .p.node == "'"$P"'"' | wc -l)" -ge 1 ]
+	f=$(seen '.p.msg.method == "relay.fetch" and .p.node == "'"$O"'"' | head -n 1)
+	assert_jq ".p.address == \"$OA\" and .p.msg.params == {space:\"$S\",after:1}" "$f"
+	feed "$(resp "$O" 12 "$(jq -r .p.msg.id <<<"$f")" "$(jq -nc --arg s "$S" \
+	    --argjson c2 "$(chunk 2)" --argjson c3 "$(chunk 3)" '{space:$s,edge:3,chunks:[$c2,$c3]}')")"
+	await '.pub' 3
+	stop
+	[ "$(pubs)" = "1 2 3 " ]
+	[ "$(count '.m == "peer.bad"')" -eq 0 ]
+}
+
 @test "ns-relay: a jump in the chunk numbers is skipped in 3 s, however far, and the stage goes on" {
 	c1=$(chunk 1) cj=$(chunk 1000000000000000) cn=$(chunk 1000000000000001)
 	start --stats "$T/stats"

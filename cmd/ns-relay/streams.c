@@ -823,6 +823,14 @@ joined(struct stream *s, jv result)
 			s->edge = edge;
 		if (s->delivered < edge)
 			s->delivered = edge;
+	} else if (jsonl_int(result, "edge", &edge) == 0 && edge > s->edge &&
+	    edge - s->edge < KEEP) {
+		/* the owner is ahead of all this node holds: a parent has
+		 * gone quiet (one that restarted, one that lost us) and
+		 * nothing shows it but this.  A gap now, fetched like any
+		 * other. */
+		s->edge = edge;
+		deliver(s);
 	}
 	s->joined = 1;
 	jv_array_foreach(parents, i, o) {
@@ -951,6 +959,30 @@ streams_idle(void)
 	}
 }
 
+/* One fetch of what s misses, from a parent in turn or, late in the gap,
+ * from the owner node. */
+static void
+fetch_gap(struct stream *s)
+{
+	size_t n = s->nparents, i;
+	int owner = s->owner_node[0] && now_ms - s->gap_since >= HOLD_MS / 2;
+	jv q;
+
+	if (n + (size_t)owner == 0)
+		return;		/* no parent yet; the owner later */
+	q = jv_object_set(jv_object(), jv_string("space"), jv_string(s->id));
+	q = jv_object_set(q, jv_string("after"),
+	    jv_number((double)s->delivered));
+	i = (size_t)(now_ms / GAP_MS) % (n + (size_t)owner);
+	if (i < n)
+		request(s, K_FETCH, s->parents[i].did, s->parents[i].address,
+		    "relay.fetch", q);
+	else
+		request(s, K_FETCH, s->owner_node, s->owner_address,
+		    "relay.fetch", q);
+	s->fetch_at = now_ms + GAP_MS;
+}
+
 void
 streams_tick(void)
 {
@@ -972,18 +1004,13 @@ streams_tick(void)
 			for (size_t i = 0; i < s->nparents; i++)
 				attach(s, &s->parents[i]);
 		}
-		/* a gap both parents left: fetch it, then give it up */
+		/* a gap both parents left: fetch it from them in turn, and
+		 * once it has lasted half the hold from the owner node too,
+		 * which keeps every recent chunk (the parents may have
+		 * missed the same ones); then give it up */
 		if (s->gap_since && now_ms - s->gap_since >= GAP_MS &&
-		    now_ms >= s->fetch_at && s->nparents) {
-			size_t i = (size_t)(now_ms / GAP_MS) % s->nparents;
-			jv q = jv_object_set(jv_object(), jv_string("space"),
-			    jv_string(s->id));
-			q = jv_object_set(q, jv_string("after"),
-			    jv_number((double)s->delivered));
-			request(s, K_FETCH, s->parents[i].did,
-			    s->parents[i].address, "relay.fetch", q);
-			s->fetch_at = now_ms + GAP_MS;
-		}
+		    now_ms >= s->fetch_at && !s->owned)
+			fetch_gap(s);
 		if (s->gap_since && now_ms - s->gap_since >= HOLD_MS) {
 			/* on to the first chunk held: found among the KEEP
 			 * kept, since the owner's numbers may jump by up to
