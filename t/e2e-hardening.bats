@@ -187,10 +187,13 @@ beam_req() {	# KEY SPACE ID JSON
 	jq -e -n "$p99 < 2000" >/dev/null
 	for p in "${BG[@]}"; do wait "$p" || true; done
 	BG=()
-	# every flooding request got an answer: a page, or busy with a hint
+	# every flooding request got an answer (a page, or busy with a
+	# hint), unless the flooder read its answers so slowly that the node
+	# closed it as too slow (1013), which bounds what it may queue
 	for c in 1 2 3 4; do
 		n=$(jq -s '[.[] | select(.id | type == "number")] | length' "$BATS_TEST_TMPDIR/flood.$c.out")
-		[ "$n" -eq 1000 ] || {
+		slow=$(jq -s '[.[] | select(.wsc == "close" and .code == 1013)] | length' "$BATS_TEST_TMPDIR/flood.$c.out")
+		[ "$n" -eq 1000 ] || [ "$slow" -eq 1 ] || {
 			echo "connection $c: $n answers; its last lines:" >&2
 			tail -c 600 "$BATS_TEST_TMPDIR/flood.$c.out" >&2
 			false
