@@ -1,8 +1,11 @@
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <sodium.h>
 
+#include "jsonl.h"
+#include "msg.h"
 #include "tree.h"
 
 static int
@@ -28,6 +31,38 @@ tree_sort(const char *space, struct tree_node *nodes, size_t n)
 	}
 	if (n > 1)	/* qsort's base may not be NULL, even for n == 0 */
 		qsort(nodes, n, sizeof(*nodes), by_key);
+}
+
+long
+tree_request(jv v, const char **space, const char **owner,
+    struct tree_node **out)
+{
+	struct tree_node *tn = NULL;
+	jv nodes = jsonl_get(v, "nodes");
+	size_t n = 0;
+
+	*out = NULL;
+	*space = jsonl_str(v, "space");
+	*owner = jsonl_str(v, "owner");
+	if (!*space || !*owner || jv_get_kind(nodes) != JV_KIND_ARRAY) {
+		jv_free(nodes);
+		return -1;
+	}
+	jv_array_foreach(nodes, i, x) {
+		const char *did = jv_get_kind(x) == JV_KIND_STRING ?
+		    jv_string_value(x) : jsonl_str(x, "node");
+		if (did && strcmp(did, *owner) != 0 && !tree_index(tn, n, did)) {
+			tn = xrealloc(tn, (n + 1) * sizeof(*tn));
+			memset(&tn[n], 0, sizeof(*tn));
+			snprintf(tn[n].did, sizeof(tn[n].did), "%s", did);
+			n++;
+		}
+		jv_free(x);
+	}
+	jv_free(nodes);
+	tree_sort(*space, tn, n);
+	*out = tn;
+	return (long)n;
 }
 
 size_t

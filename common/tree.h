@@ -12,6 +12,8 @@
 
 #include <stddef.h>
 
+#include <jv.h>
+
 #include "didkey.h"
 #include "hash.h"
 
@@ -24,6 +26,14 @@ struct tree_node {
 /* Fill in the keys of n nodes for space and sort them by key.  Cannot
  * fail. */
 void tree_sort(const char *space, struct tree_node *nodes, size_t n);
+
+/* The nodes of a tree request {"space","owner","nodes":[...]} (v borrowed;
+ * a node is a DID or an object with "node"), as the tree subcommands of
+ * ns-gossip and ns-relay read it: every distinct DID but the owner's,
+ * sorted, into *out (owned: free() it).  *space and *owner point into v.
+ * The count, or -1 if v is not such a request. */
+long tree_request(jv v, const char **space, const char **owner,
+    struct tree_node **out);
 
 /* The index of did among n sorted nodes (1-based), or 0 if it is absent
  * (the owner node, or a node that is no member node). */

@@ -279,7 +279,8 @@ run_tree(size_t k)
 	while ((rc = jsonin_next(&in, &p, &len, &lineno, &why)) != JSONIN_EOF) {
 		struct tree_node *tn = NULL;
 		size_t n = 0, kids[64], nk;
-		jv v, nodes;
+		long nl;
+		jv v;
 
 		if (rc == JSONIN_ERROR)
 			die("stdin:");
@@ -289,29 +290,13 @@ run_tree(size_t k)
 			continue;
 		}
 		v = canon_parse(p, len);
-		sid = jsonl_str(v, "space");
-		owner = jsonl_str(v, "owner");
-		nodes = jsonl_get(v, "nodes");
-		if (!sid || !owner || jv_get_kind(nodes) != JV_KIND_ARRAY) {
+		if ((nl = tree_request(v, &sid, &owner, &tn)) < 0) {
 			warn("line %lu: want {\"space\",\"owner\",\"nodes\":[...]}",
 			    lineno);
 			bad = 1;
 			goto next;
 		}
-		jv_array_foreach(nodes, i, x) {
-			const char *did = jv_get_kind(x) == JV_KIND_STRING ?
-			    jv_string_value(x) : jsonl_str(x, "node");
-			if (did && strcmp(did, owner) != 0 &&
-			    !tree_index(tn, n, did)) {
-				tn = xrealloc(tn, (n + 1) * sizeof(*tn));
-				memset(&tn[n], 0, sizeof(*tn));
-				snprintf(tn[n].did, sizeof(tn[n].did), "%s", did);
-				n++;
-			}
-			jv_free(x);
-		}
-		if (n > 0)	/* no qsort of a NULL array, even of nothing */
-			tree_sort(sid, tn, n);
+		n = (size_t)nl;
 		for (size_t i = 0; i <= n; i++) {
 			struct buf b = BUF_INIT;
 			const char *me = i ? tn[i - 1].did : owner;
@@ -342,7 +327,6 @@ run_tree(size_t k)
 		}
 next:
 		free(tn);
-		jv_free(nodes);
 		jv_free(v);
 	}
 	jsonin_free(&in);

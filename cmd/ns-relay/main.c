@@ -250,7 +250,8 @@ run_tree(void)
 	while ((rc = jsonin_next(&in, &p, &len, &lineno, &why)) != JSONIN_EOF) {
 		struct tree_node *tn = NULL;
 		size_t n = 0, nk, pp[2];
-		jv v, nodes;
+		long nl;
+		jv v;
 
 		if (rc == JSONIN_ERROR)
 			die("stdin:");
@@ -260,28 +261,13 @@ run_tree(void)
 			continue;
 		}
 		v = canon_parse(p, len);
-		sid = jsonl_str(v, "space");
-		owner = jsonl_str(v, "owner");
-		nodes = jsonl_get(v, "nodes");
-		if (!sid || !owner || jv_get_kind(nodes) != JV_KIND_ARRAY) {
+		if ((nl = tree_request(v, &sid, &owner, &tn)) < 0) {
 			warn("line %lu: want {\"space\",\"owner\",\"nodes\":[...]}",
 			    lineno);
 			bad = 1;
 			goto next;
 		}
-		jv_array_foreach(nodes, i, x) {
-			const char *did = jv_get_kind(x) == JV_KIND_STRING ?
-			    jv_string_value(x) : jsonl_str(x, "node");
-			if (did && strcmp(did, owner) != 0 &&
-			    !tree_index(tn, n, did)) {
-				tn = xrealloc(tn, (n + 1) * sizeof(*tn));
-				memset(&tn[n], 0, sizeof(*tn));
-				snprintf(tn[n].did, sizeof(tn[n].did), "%s", did);
-				n++;
-			}
-			jv_free(x);
-		}
-		tree_sort(sid, tn, n);
+		n = (size_t)nl;
 		kids = xrealloc(kids, (n + 1) * sizeof(*kids));
 		for (size_t i = 0; i <= n; i++) {
 			struct buf b = BUF_INIT;
@@ -316,7 +302,6 @@ run_tree(void)
 		}
 next:
 		free(tn);
-		jv_free(nodes);
 		jv_free(v);
 	}
 	free(kids);

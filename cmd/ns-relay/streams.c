@@ -89,12 +89,8 @@ int state_dirty;
 void
 relay_parents(size_t i, size_t n, size_t f, size_t p[2])
 {
-	size_t k = f / 2 ? f / 2 : 1;
-
-	p[0] = (i - 1) / k;
-	p[1] = p[0] + 1;
-	if (p[1] > n || p[1] == i)
-		p[1] = 0;
+	/* F children each, every node counted twice: k = F/2 per tier */
+	tree_parents(i, n, f / 2 ? f / 2 : 1, p);
 }
 
 size_t
