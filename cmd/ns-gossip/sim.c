@@ -18,16 +18,11 @@
 #include "gossip.h"
 #include "jsonl.h"
 #include "msg.h"
+#include "sim.h"
 #include "tree.h"
 
 enum { EV_SEQUENCE, EV_BROADCAST, EV_HEAD, EV_SYNC, EV_PAGE, EV_TICK };
 
-struct ev {
-	int64_t t;
-	int type, from, to;
-	int64_t a;		/* seq, head, or sync after */
-	int hops;
-};
 
 struct snode {
 	int alive;
@@ -40,20 +35,13 @@ struct snode {
 	size_t index;		/* in tree order: 0 the owner */
 };
 
-static struct ev *heap;
-static size_t nheap, capheap;
+static struct sim_queue evq;	/* the events to come */
 static uint64_t rng_state;
 
 static unsigned
 rnd(unsigned k)
 {
-	uint64_t x = rng_state;
-
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	rng_state = x;
-	return (unsigned)((x * 0x2545f4914f6cdd1dull) >> 33) % (k ? k : 1);
+	return sim_rand(&rng_state, k);
 }
 
 static double
@@ -62,41 +50,6 @@ frand(void)
 	return rnd(1u << 30) / (double)(1u << 30);
 }
 
-static void
-push(struct ev e)
-{
-	size_t i;
-
-	if (nheap == capheap) {
-		capheap = capheap ? 2 * capheap : 1024;
-		heap = xrealloc(heap, capheap * sizeof(*heap));
-	}
-	i = nheap++;
-	while (i > 0 && heap[(i - 1) / 2].t > e.t) {
-		heap[i] = heap[(i - 1) / 2];
-		i = (i - 1) / 2;
-	}
-	heap[i] = e;
-}
-
-static struct ev
-pop(void)
-{
-	struct ev top = heap[0], last = heap[--nheap];
-	size_t i = 0, c;
-
-	while ((c = 2 * i + 1) < nheap) {
-		if (c + 1 < nheap && heap[c + 1].t < heap[c].t)
-			c++;
-		if (last.t <= heap[c].t)
-			break;
-		heap[i] = heap[c];
-		i = c;
-	}
-	if (nheap)
-		heap[i] = last;
-	return top;
-}
 
 /* the figures */
 static uint64_t n_payload, n_heads, n_pulls, n_dup;
@@ -118,7 +71,7 @@ latency(void)
 static void
 send(int type, int from, int to, int64_t a, int hops)
 {
-	struct ev e = { now + latency(), type, from, to, a, hops };
+	struct sim_ev e = { now + latency(), type, from, to, a, hops };
 
 	if (type == EV_BROADCAST || type == EV_PAGE)
 		n_payload += type == EV_PAGE ? 0 : 1;
@@ -128,7 +81,7 @@ send(int type, int from, int to, int64_t a, int hops)
 		n_pulls++;
 	if (loss > 0 && frand() < loss)
 		return;
-	push(e);
+	sim_push(&evq, e);
 }
 
 /* node i applied seq: it pushes it to its children and will announce
@@ -161,7 +114,7 @@ applied(int i, int64_t seq, int hops, int pushed)
 }
 
 static void
-deliver(struct ev e, int64_t events)
+deliver(struct sim_ev e, int64_t events)
 {
 	struct snode *s = &nodes[e.to];
 
@@ -214,8 +167,9 @@ deliver(struct ev e, int64_t events)
 			    s->head, 0);
 		}
 		{
-			struct ev t = { now + 1000, EV_TICK, e.to, e.to, 0, 0 };
-			push(t);
+			struct sim_ev t = { now + 1000, EV_TICK, e.to, e.to,
+			    0, 0 };
+			sim_push(&evq, t);
 		}
 		break;
 	}
@@ -312,19 +266,20 @@ sim_main(int argc, char **argv)
 		by_push[i] = xcalloc((size_t)events + 1, 1);
 		for (int64_t s = 0; s <= events; s++)
 			got_at[i][s] = -1;
-		struct ev t = { 1 + rnd(1000), EV_TICK, (int)i, (int)i, 0, 0 };
-		push(t);
+		struct sim_ev t = { 1 + rnd(1000), EV_TICK, (int)i, (int)i,
+		    0, 0 };
+		sim_push(&evq, t);
 	}
 	for (int64_t s = 1; s <= events; s++) {
-		struct ev q = { s * interval, EV_SEQUENCE, 0, 0, s, 0 };
-		push(q);
+		struct sim_ev q = { s * interval, EV_SEQUENCE, 0, 0, s, 0 };
+		sim_push(&evq, q);
 	}
 	/* after the last envelope: the push settles in well under a
 	 * second, repair gets three anti-entropy rounds */
 	push_end = events * interval + 900;
 	end = events * interval + 3 * AE_MS + 2000;
-	while (nheap && (now = heap[0].t) <= end) {
-		struct ev ev = pop();
+	while (evq.n && (now = evq.heap[0].t) <= end) {
+		struct sim_ev ev = sim_pop(&evq);
 		deliver(ev, events);
 	}
 	for (i = 1; i < n_nodes; i++) {
@@ -369,6 +324,6 @@ sim_main(int argc, char **argv)
 	free(by_push);
 	free(nodes);
 	free(tn);
-	free(heap);
+	sim_queue_free(&evq);
 	return fflush(stdout) == 0 ? 0 : 2;
 }

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "msg.h"
+#include "sim.h"
 #include "relay.h"
 
 enum { E_EMIT, E_CHUNK, E_BEAT, E_FETCH, E_FETCHED, E_KILL };
@@ -21,11 +22,6 @@ enum { E_EMIT, E_CHUNK, E_BEAT, E_FETCH, E_FETCHED, E_KILL };
 #define START_MS	3000	/* the first chunk, once the tree stands */
 #define MEND_MS		(SILENT_MS + 2 * BEAT_MS)	/* a kill mended */
 
-struct ev {
-	int64_t t;
-	int type, from, to;
-	int64_t n;
-};
 
 struct snode {
 	int alive;
@@ -39,8 +35,7 @@ struct snode {
 	int64_t owner_seen;	/* owner side: last join */
 };
 
-static struct ev *heap;
-static size_t nheap, capheap;
+static struct sim_queue evq;	/* the events to come */
 static uint64_t rng;
 static struct snode *nodes;
 static size_t nn;		/* viewers + the owner (node 0) */
@@ -51,54 +46,16 @@ static int64_t *lat;		/* [node * nchunks + n] */
 static unsigned
 rnd(unsigned k)
 {
-	uint64_t x = rng;
-
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	rng = x;
-	return (unsigned)((x * 0x2545f4914f6cdd1dull) >> 33) % (k ? k : 1);
+	return sim_rand(&rng, k);
 }
 
-static void
-push(struct ev e)
-{
-	size_t i;
-
-	if (nheap == capheap) {
-		capheap = capheap ? 2 * capheap : 4096;
-		heap = xrealloc(heap, capheap * sizeof(*heap));
-	}
-	for (i = nheap++; i > 0 && heap[(i - 1) / 2].t > e.t; i = (i - 1) / 2)
-		heap[i] = heap[(i - 1) / 2];
-	heap[i] = e;
-}
-
-static struct ev
-pop(void)
-{
-	struct ev top = heap[0], last = heap[--nheap];
-	size_t i = 0, c;
-
-	while ((c = 2 * i + 1) < nheap) {
-		if (c + 1 < nheap && heap[c + 1].t < heap[c].t)
-			c++;
-		if (last.t <= heap[c].t)
-			break;
-		heap[i] = heap[c];
-		i = c;
-	}
-	if (nheap)
-		heap[i] = last;
-	return top;
-}
 
 static void
 send(int type, int from, int to, int64_t n)
 {
-	struct ev e = { now + 2 + rnd(19), type, from, to, n };
+	struct sim_ev e = { now + 2 + rnd(19), type, from, to, n, 0 };
 
-	push(e);
+	sim_push(&evq, e);
 }
 
 /* The owner's view: its live viewers (those that joined lately) in tree
@@ -164,7 +121,7 @@ take(int v, int64_t n)
 }
 
 static void
-step(struct ev e)
+step(struct sim_ev e)
 {
 	struct snode *s = &nodes[e.to];
 
@@ -172,14 +129,15 @@ step(struct ev e)
 		return;
 	switch (e.type) {
 	case E_EMIT:
-		take(0, e.n);
-		if (e.n < nchunks) {
-			struct ev x = { now + interval, E_EMIT, 0, 0, e.n + 1 };
-			push(x);
+		take(0, e.a);
+		if (e.a < nchunks) {
+			struct sim_ev x = { now + interval, E_EMIT, 0, 0,
+			    e.a + 1, 0 };
+			sim_push(&evq, x);
 		}
 		break;
 	case E_CHUNK:
-		take(e.to, e.n);
+		take(e.to, e.a);
 		break;
 	case E_BEAT: {
 		/* join the owner (instant answer: its view), attach to the
@@ -200,17 +158,17 @@ step(struct ev e)
 				}
 			}
 		}
-		struct ev x = { now + BEAT_MS, E_BEAT, e.to, e.to, 0 };
-		push(x);
+		struct sim_ev x = { now + BEAT_MS, E_BEAT, e.to, e.to, 0, 0 };
+		sim_push(&evq, x);
 		break;
 	}
 	case E_FETCH:	/* at a parent: answer with what it holds */
-		for (int64_t n = e.n + 1; n <= s->edge; n++)
+		for (int64_t n = e.a + 1; n <= s->edge; n++)
 			if (s->have[n])
 				send(E_FETCHED, e.to, e.from, n);
 		break;
 	case E_FETCHED:
-		take(e.to, e.n);
+		take(e.to, e.a);
 		break;
 	case E_KILL:
 		s->alive = 0;
@@ -307,15 +265,16 @@ sim_main(int argc, char **argv)
 		nodes[i].have = xcalloc((size_t)nchunks + 1, 1);
 		if (i) {
 			/* viewers come within the first second */
-			struct ev b = { rnd(1000), E_BEAT, (int)i, (int)i, 0 };
-			push(b);
+			struct sim_ev b = { rnd(1000), E_BEAT, (int)i, (int)i,
+			    0, 0 };
+			sim_push(&evq, b);
 		}
 	}
 	/* the stream starts once the tree stands; relays are killed one at
 	 * a time, each after the tree mended from the one before */
 	{
-		struct ev e = { START_MS, E_EMIT, 0, 0, 1 };
-		push(e);
+		struct sim_ev e = { START_MS, E_EMIT, 0, 0, 1, 0 };
+		sim_push(&evq, e);
 	}
 	/* a kill once the tree mended from the one before: the dead node
 	 * silent for SILENT_MS at the owner, then a beat of everyone; the
@@ -325,13 +284,14 @@ sim_main(int argc, char **argv)
 			/* a node that relays: among the first third */
 			int v = 1 + (int)rnd((unsigned)(viewers / 3 ?
 			    viewers / 3 : 1));
-			struct ev x = { START_MS + (k + 1) * kill_gap, E_KILL,
-			    v, v, 0 };
-			push(x);
+			struct sim_ev x = { START_MS + (k + 1) * kill_gap,
+			    E_KILL, v, v, 0, 0 };
+			sim_push(&evq, x);
 		}
 	}
-	while (nheap && (now = heap[0].t) <= START_MS + nchunks * interval + 10000)
-		step(pop());
+	while (evq.n && (now = evq.heap[0].t) <=
+	    START_MS + nchunks * interval + 10000)
+		step(sim_pop(&evq));
 	all = xmalloc(nn * (size_t)nchunks * sizeof(*all));
 	for (size_t i = 1; i < nn; i++) {
 		if (!nodes[i].alive)
@@ -368,6 +328,6 @@ sim_main(int argc, char **argv)
 	free(nodes);
 	free(lat);
 	free(all);
-	free(heap);
+	sim_queue_free(&evq);
 	return fflush(stdout) == 0 ? 0 : 2;
 }
