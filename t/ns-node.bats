@@ -183,7 +183,7 @@ EOF
 	    run -0 --separate-stderr "${NS_NODE[@]}" init "$T/n"
 	assert_jq '.did | startswith("did:key:z6Mk")'
 	run -0 sh -c '. "$1/config" && echo "$NS_LISTEN|$NS_ADDRESS|$NS_SYNC|$NS_VERIFY_JOBS|$NS_MAX_CONN|$NS_MAX_INFLIGHT|$NS_MAX_DID_INFLIGHT|$NS_MAX_DID_CONN"' sh "$T/n"
-	[ "$output" = '[::1]:0|wss://node.example.org/ns?a=$HOME&b|normal|0|1000000|64|64|7' ]
+	[ "$output" = '[::1]:0|wss://node.example.org/ns?a=$HOME&b|normal|0|1000000|256|64|7' ]
 	# each setting is explained where it is set
 	for v in NS_MAX_INFLIGHT NS_MAX_DID_INFLIGHT NS_MAX_DID_CONN; do
 		grep -B1 "^$v=" "$T/n/config" | head -n 1 | grep -q '^#'

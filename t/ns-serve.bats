@@ -928,6 +928,50 @@ EOF2
 	! has_line c2.out '.again'
 }
 
+@test "ns-serve: a connection has at most 16 requests with large answers in the node" {
+	start_serve a
+	# 20 history pages, then a small request behind them
+	for i in $(seq 1 20); do
+		echo "{\"jsonrpc\":\"2.0\",\"id\":$i,\"method\":\"space.history\",\"params\":{}}"
+	done >reqs
+	echo '{"jsonrpc":"2.0","id":21,"method":"space.info","params":{}}' >>reqs
+	"$WSC" -p "$PORT" -k "$BOB_KEY" --timeout 20 --count 21 <reqs >c.out 2>c.err 3>&- 5>&- 6>&- &
+	PIDS+=("$!")
+	wait_until 5 has_line a.out '.m == "space.history" and .id == 16'
+	sleep 0.3
+	[ "$(count_lines a.out '.m == "space.history"')" -eq 16 ]
+	! has_line a.out '.m == "space.info"'
+	# each page answered lets one more in, and the small one after them
+	local c r i
+	c=$(jq -r 'select(.m == "space.history" and .id == 1) | .c' a.out)
+	for i in 1 2 3 4 5; do
+		r=$(jq -r "select(.m == \"space.history\" and .id == $i) | .r" a.out)
+		bus "{\"to\":$c,\"r\":$r,\"msg\":{\"id\":$i,\"jsonrpc\":\"2.0\",\"result\":{}}}"
+	done
+	wait_until 5 has_line a.out '.m == "space.info" and .id == 21'
+	[ "$(count_lines a.out '.m == "space.history"')" -eq 20 ]
+	has_line c.out '.id == 5 and .result == {}'
+}
+
+@test "ns-serve: small requests fill all --max-inflight slots, large ones at most 16" {
+	start_serve a --max-inflight 300
+	for i in $(seq 1 300); do
+		echo "{\"jsonrpc\":\"2.0\",\"id\":$i,\"method\":\"space.info\",\"params\":{}}"
+	done >reqs
+	echo '{"jsonrpc":"2.0","id":301,"method":"space.info","params":{}}' >>reqs
+	"$WSC" -p "$PORT" -k "$BOB_KEY" --timeout 20 --count 301 <reqs >c.out 2>c.err 3>&- 5>&- 6>&- &
+	PIDS+=("$!")
+	wait_until 5 has_line a.out '.m == "space.info" and .id == 300'
+	sleep 0.3
+	[ "$(count_lines a.out '.m == "space.info"')" -eq 300 ]
+	! has_line a.out '.id == 301'
+	local c r
+	c=$(jq -r 'select(.m == "space.info" and .id == 1) | .c' a.out)
+	r=$(jq -r 'select(.m == "space.info" and .id == 123) | .r' a.out)
+	bus "{\"to\":$c,\"r\":$r}"
+	wait_until 5 has_line a.out '.m == "space.info" and .id == 301'
+}
+
 @test "ns-serve: one DID over --max-did-inflight is answered busy with a retry hint" {
 	start_serve a --max-inflight 2 --max-did-inflight 3
 	req() {	# the space.info requests with the ids given

@@ -542,32 +542,61 @@ acct_count(void)
 
 /* ---- requests in the node ---- */
 
+/*
+ * Reading a connection pauses while its requests fill its slots, or while
+ * BIG_INFLIGHT of them may answer with a large page: deep pipelines of
+ * small requests (a bulk upload) keep every stage busy, and the answers
+ * in flight of a client that reads them still fit in its queue.
+ */
 int
 infl_full(const struct conn *c)
 {
-	return c->ninfl >= max_inflight;
+	return c->ninfl >= max_inflight ||
+	    c->nbig >= (max_inflight < BIG_INFLIGHT ? max_inflight :
+	    BIG_INFLIGHT);
+}
+
+/* The slot of request r of c, or NULL.  A request's slot is the one its
+ * number points at when that was free, so a lookup rarely scans. */
+static struct infl *
+infl_find(const struct conn *c, int64_t r)
+{
+	size_t h = (size_t)r % max_inflight;
+
+	if (!c->infl)
+		return NULL;
+	if (c->infl[h].r == r)
+		return &c->infl[h];
+	for (size_t i = 0; i < max_inflight; i++)
+		if (c->infl[i].r == r)
+			return &c->infl[i];
+	return NULL;
 }
 
 /* Note a request of c with JSON-RPC id (borrowed; invalid for a
- * notification) going into the node; returns its bus number. */
+ * notification), whose answer may be large if big, going into the node;
+ * returns its bus number. */
 int64_t
-infl_add(struct conn *c, jv id)
+infl_add(struct conn *c, jv id, int big)
 {
 	struct infl *s = NULL;
+	int64_t r = next_r;
 
 	if (!c->infl)
 		c->infl = xcalloc(max_inflight, sizeof(*c->infl));
-	for (size_t i = 0; i < max_inflight; i++)
-		if (c->infl[i].r == 0) {
+	if (c->infl[(size_t)r % max_inflight].r == 0)
+		s = &c->infl[(size_t)r % max_inflight];
+	for (size_t i = 0; !s && i < max_inflight; i++)
+		if (c->infl[i].r == 0)
 			s = &c->infl[i];
-			break;
-		}
 	if (!s)
 		return 0;	/* the caller checked infl_full */
 	s->r = next_r++;
 	s->deadline = now_ms() + (int64_t)request_timeout * 1000;
 	s->id = jv_is_valid(id) ? canon_string(id) : NULL;
+	s->big = big;
 	c->ninfl++;
+	c->nbig += big != 0;
 	if (c->acct)
 		c->acct->inflight++;
 	if (infl_full(c))
@@ -582,6 +611,9 @@ slot_free(struct conn *c, struct infl *s)
 	s->id = NULL;
 	s->r = 0;
 	c->ninfl--;
+	if (s->big)
+		c->nbig--;
+	s->big = 0;
 	if (c->acct && c->acct->inflight)
 		c->acct->inflight--;
 }
@@ -590,27 +622,13 @@ slot_free(struct conn *c, struct infl *s)
 void
 infl_done(struct conn *c, int64_t r)
 {
-	if (!c->infl)
-		return;
-	for (size_t i = 0; i < max_inflight; i++)
-		if (c->infl[i].r == r) {
-			slot_free(c, &c->infl[i]);
-			if (!c->closing)
-				conn_pause(c, PAUSE_INFL, 0);
-			return;
-		}
-}
+	struct infl *s = infl_find(c, r);
 
-/* 1 if r is a request of c still in the node. */
-static int
-infl_has(const struct conn *c, int64_t r)
-{
-	if (!c->infl)
-		return 0;
-	for (size_t i = 0; i < max_inflight; i++)
-		if (c->infl[i].r == r)
-			return 1;
-	return 0;
+	if (!s)
+		return;
+	slot_free(c, s);
+	if (!c->closing && !infl_full(c))
+		conn_pause(c, PAUSE_INFL, 0);
 }
 
 /* Answer requests that stayed in the node past their deadline (a stage
@@ -640,7 +658,7 @@ conn_tick(int64_t now)
 				warn("connection %lld: request %lld timed out",
 				    (long long)c->id, (long long)s->r);
 				slot_free(c, s);
-				if (!c->closing)
+				if (!c->closing && !infl_full(c))
 					conn_pause(c, PAUSE_INFL, 0);
 			}
 		if (!c->wsi || c->state == S_DIALING)
@@ -675,7 +693,7 @@ conn_tick(int64_t now)
 int
 conn_answer_ok(struct conn *c, int64_t r)
 {
-	if (!infl_has(c, r))
+	if (!infl_find(c, r))
 		return 0;
 	infl_done(c, r);
 	return 1;

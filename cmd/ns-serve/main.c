@@ -35,7 +35,7 @@ char *address;
 size_t max_conn = 1024;
 size_t max_msg = 1 << 20;
 size_t max_queue = 4 << 20;
-size_t max_inflight = 64;
+size_t max_inflight = 256;
 size_t max_did_inflight = 64;
 size_t max_did_conn = 32;
 size_t max_node_rate = 20000;
@@ -83,7 +83,8 @@ usage(int status)
 	    "      --max-msg BYTES       largest incoming message (default 1048576)\n"
 	    "      --max-queue BYTES     unsent bytes per connection (default 4194304)\n"
 	    "      --max-inflight N      requests one connection may have in the node;\n"
-	    "                            reading it pauses at the limit (default 64)\n"
+	    "                            reading it pauses at the limit, or at 16 whose\n"
+	    "                            answer may be large (default 256)\n"
 	    "      --max-did-inflight N  requests one DID may have in the node over all\n"
 	    "                            its connections while others use the node too;\n"
 	    "                            more are answered busy (default 64)\n"

@@ -32,6 +32,14 @@ static const char *const node_methods[] = {
 	"relay.fetch", NULL,
 };
 
+/* Methods whose answer may be large: a history, member or sync page, a
+ * beam, chunks of a stream (at most BIG_INFLIGHT in the node per
+ * connection). */
+static const char *const big_methods[] = {
+	"space.history", "space.members", "beam.get", "stream.recent",
+	"node.sync", "relay.fetch", NULL,
+};
+
 static struct buf pbuf = BUF_INIT;	/* canonical params */
 
 static int
@@ -245,7 +253,7 @@ response(struct conn *c, jv v)
 		    (long long)c->id);
 		return;
 	}
-	r = infl_add(c, jv_invalid());
+	r = infl_add(c, jv_invalid(), 0);
 	buf_addf(&obuf, "{\"m\":\"rpc.response\",\"c\":%lld,\"r\":%lld,"
 	    "\"did\":\"%s\",\"role\":\"node\",\"p\":", (long long)c->id,
 	    (long long)r, c->did);
@@ -438,7 +446,7 @@ handle_msg(struct conn *c, const char *p, size_t len)
 			    "too large once in canonical form");
 		goto out;
 	}
-	r = infl_add(c, id);
+	r = infl_add(c, id, listed(big_methods, method, mlen));
 	emit_request(c, method, id, r);
 out:
 	if (pbuf.cap > KEEP_MAX)

@@ -40,6 +40,10 @@
 #define CLOSE_WAIT_MS	2000		/* for the peer's close frame */
 #define SLOW_KILL_S	3		/* a closed slow reader is cut after */
 #define BUSY_RETRY_MS	100		/* the retry hint of a busy answer */
+#define BIG_INFLIGHT	16		/* requests of one connection in the node
+					 * whose answer may be large (a history or
+					 * sync page, a beam): their answers must fit
+					 * in --max-queue of a client that reads */
 #define CLOSE_TRY_AGAIN	1013
 
 enum state {
@@ -82,6 +86,7 @@ struct infl {
 	int64_t r;		/* the bus request number; 0 for a free slot */
 	int64_t deadline;	/* ms */
 	char *id;		/* the JSON-RPC id, canonical; NULL: none */
+	int big;		/* its answer may be large */
 };
 
 struct conn {
@@ -120,6 +125,7 @@ struct conn {
 	struct acct *acct;		/* once logged in */
 	struct infl *infl;		/* max_inflight slots, once needed */
 	unsigned ninfl;
+	unsigned nbig;			/* of them, with large answers */
 	char *url;			/* outbound: what was dialed */
 	char *expect;			/* outbound: the node DID expected */
 	char *close_reason;
@@ -179,7 +185,7 @@ void conn_pause(struct conn *c, int why, int on);
 void rx_pause_all(int pause);
 int conn_writeable(struct conn *c);
 void conn_tick(int64_t now);
-int64_t infl_add(struct conn *c, jv id);
+int64_t infl_add(struct conn *c, jv id, int big);
 void infl_done(struct conn *c, int64_t r);
 int infl_full(const struct conn *c);
 struct acct *acct_get(const char *did);
