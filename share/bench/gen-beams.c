@@ -36,9 +36,12 @@ main(int argc, char **argv)
 	n = atol(argv[5]);
 	first = argc > 6 ? atol(argv[6]) : 1;
 	hash_id(k->did, strlen(k->did), ah);
-	int64_t ts = jsonl_now_ms();
 	for (long i = 0; i < n; i++) {
 		char title[64];
+		/* stamped as it is made, as a client does: beams all of one
+		 * millisecond would land in random places of the node's
+		 * (space, ts, event) index instead of at its end */
+		int64_t ts = jsonl_now_ms();
 
 		snprintf(title, sizeof(title), "bench beam %ld", first + i);
 		jv beam = jv_object();
