@@ -523,6 +523,28 @@ mark() {
 	assert_jq '.msg.result == {space:"stream/z6MkNobody/x",edge:0,chunks:[]}' "$(sel '.to == 6 and .r == 10')"
 }
 
+@test "ns-relay: at most 16 gap fetches a second are answered per stream, the others busy" {
+	start
+	for n in 1 2 3; do feed "$(push $((1000 + n)) "$(chunk $n)")"; done
+	await '.to == 5 and .r == 1003'
+	# 40 nodes that all miss the same chunks ask at once
+	for r in $(seq 1 40); do reads relay.gap "$r" 0; done >"$T/gaps"
+	feed "$(cat "$T/gaps")"
+	await '.to == 6' 40
+	local filled busy
+	filled=$(seen '.to == 6 and (.msg.result.chunks | length) == 3' | wc -l)
+	busy=$(seen '.to == 6 and .msg.error.data.reason == "busy" and .msg.error.data.retryAfter == 300' | wc -l)
+	[ $((filled + busy)) -eq 40 ]
+	# in one second 16; two if the batch crossed into the next one
+	[ "$filled" -ge 16 ] && [ "$filled" -le 32 ]
+	# a second later the stream's node answers again
+	sleep 1.1
+	feed "$(reads relay.gap 41 0)"
+	await '.to == 6 and .r == 41'
+	stop
+	assert_jq '(.msg.result.chunks | length) == 3' "$(sel '.to == 6 and .r == 41')"
+}
+
 @test "ns-relay: an answer of kept chunks fits in a message: about 512 KiB of chunks at most" {
 	# 64 chunks near the 64 KiB limit
 	data=$(head -c 65000 /dev/zero | tr '\0' A)

@@ -21,6 +21,7 @@
 #define SILENT_MS	6000	/* a viewer or child silent this long is gone */
 #define GAP_MS		300	/* a missing chunk waits this long, then is fetched */
 #define HOLD_MS		3000	/* and after this long, delivery skips it */
+#define GAP_ANSWERS	(2 * FANOUT)	/* gap fetches answered per stream a second */
 #define TICK_MS		50	/* the relay's own clock */
 #define IDLE_MS		60000	/* a stream unused this long lets go of its chunks */
 

@@ -51,6 +51,8 @@ struct stream {
 	int64_t edge;		/* highest n held */
 	int64_t delivered;	/* highest n handed to local watchers */
 	int64_t gap_since, fetch_at;
+	int64_t gap_second;	/* gap_answers were given in this second */
+	unsigned gap_answers;
 	unsigned watchers;
 	int joined;		/* a join answer came */
 	int pushed;		/* owner: a push was taken since the start */
@@ -650,10 +652,33 @@ answer_chunks(const struct bus_req *r, int64_t dflt)
 	bus_result(&out, r, res);
 }
 
-/* relay.fetch: a child's gap. */
+/*
+ * relay.fetch: a child's gap.  A gap every viewer shares (the owner node
+ * restarted) would have each of them ask the owner node at once, for up
+ * to 512 KiB each; a few answers a second fill the nodes that ask first,
+ * which pass the chunks on to their children (take), and the others are
+ * told busy and ask their parents in turn.
+ */
 void
 on_fetch(const struct bus_req *r)
 {
+	const char *sid = jsonl_str(r->params, "space");
+	struct stream *s = sid ? stream_get(sid, 0) : NULL;
+
+	if (s) {
+		if (s->gap_second != now_ms / 1000) {
+			s->gap_second = now_ms / 1000;
+			s->gap_answers = 0;
+		}
+		if (s->gap_answers >= GAP_ANSWERS) {
+			bus_error_data(&out, r, E_BUSY, "too many gap fetches "
+			    "for this stream; ask a parent",
+			    jv_object_set(jv_object(), jv_string("retryAfter"),
+			    jv_number(GAP_MS)));
+			return;
+		}
+		s->gap_answers++;
+	}
 	answer_chunks(r, 64);
 }
 
