@@ -86,6 +86,23 @@ mklog() {
 	assert_match 'not an Ed25519 key' "$stderr"
 }
 
+@test "ns-verify: a DID checked once is not taken for another spelled almost like it" {
+	# the good object first, so its DID is the last one decoded
+	{
+		printf '%s\n' "$SIGNED"
+		jq -c --arg d "${ALICE_DID}x" '.author = $d' <<<"$SIGNED"
+		jq -c --arg d "${ALICE_DID%?}" '.author = $d' <<<"$SIGNED"
+		jq -c --arg d "did:key:z${ALICE_DID#did:key:z}0" '.author = $d' <<<"$SIGNED"
+		printf '%s\n' "$SIGNED"
+	} >"$BATS_TEST_TMPDIR/in"
+	run -1 --separate-stderr ns-verify <"$BATS_TEST_TMPDIR/in"
+	[ "$(printf '%s\n' "$output" | wc -l)" -eq 2 ]
+	assert_match 'line 2: ' "$stderr"
+	assert_match 'line 3: ' "$stderr"
+	assert_match 'line 4: invalid base58btc character' "$stderr"
+	[[ "$stderr" != *"line 5"* ]]
+}
+
 @test "ns-verify: a pretty-printed object passes as one canonical line" {
 	run -0 ns-verify < <(jq . <<<"$SIGNED")
 	[ "${#lines[@]}" -eq 1 ]
