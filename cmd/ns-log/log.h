@@ -23,6 +23,7 @@
 #define PROG "ns-log"
 #define BATCH_DEFAULT 512
 #define BATCH_LIMIT 65536
+#define BATCH_OUT (1 << 20)    /* a batch ends once its output passes this */
 #define EVENT_MAX 16384         /* canonical bytes of an event */
 #define BEAM_MAX (256 * 1024)   /* canonical bytes of a signed beam */
 #define NAME_MAX_BYTES 200

@@ -216,7 +216,12 @@ run_bus(struct log *L, size_t batch)
 		L->failed = 0;
 		if (L->ncached > CACHE_MAX)
 			cache_clear(L);
-		while (n < batch && (n == 0 || !jsonin_would_block(&in))) {
+		/* answers leave when the batch commits: a batch of large
+		 * reads (a flood of history pages) ends at BATCH_OUT, so a
+		 * request behind it waits for a bounded amount of work,
+		 * while a batch of writes still commits hundreds at once */
+		while (n < batch && (n == 0 || (!jsonin_would_block(&in) &&
+		    out.len < BATCH_OUT))) {
 			struct bus_req r;
 			unsigned long lineno;
 			const char *why;
