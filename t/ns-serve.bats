@@ -972,14 +972,39 @@ EOF2
 	wait_until 5 has_line a.out '.m == "space.info" and .id == 301'
 }
 
+@test "ns-serve: a DID's connections share --max-inflight" {
+	start_serve a --max-inflight 4
+	# bob's first connection, idle
+	client idle -k "$BOB_KEY" --count 9 --timeout 20
+	local idle_pid=$!
+	wait_until 5 has_line a.out '.m == "conn.open"'
+	printf '%s\n' '{"jsonrpc":"2.0","id":1,"method":"space.info","params":{}}' \
+	    '{"jsonrpc":"2.0","id":2,"method":"space.info","params":{}}' \
+	    '{"jsonrpc":"2.0","id":3,"method":"space.info","params":{}}' >reqs
+	"$WSC" -p "$PORT" -k "$BOB_KEY" --timeout 20 --count 3 <reqs >c2.out 2>c2.err 3>&- 5>&- 6>&- &
+	PIDS+=("$!")
+	# two connections: 4 / 2 each
+	wait_until 5 has_line a.out '.m == "space.info" and .id == 2'
+	sleep 0.3
+	[ "$(count_lines a.out '.m == "space.info"')" -eq 2 ]
+	# one connection again: its share is all 4 once a request of it ends
+	kill "$idle_pid"
+	wait_until 5 has_line a.out '.m == "conn.close"'
+	local c r
+	c=$(jq -r 'select(.m == "space.info" and .id == 1) | .c' a.out)
+	r=$(jq -r 'select(.m == "space.info" and .id == 1) | .r' a.out)
+	bus "{\"to\":$c,\"r\":$r}"
+	wait_until 5 has_line a.out '.m == "space.info" and .id == 3'
+}
+
 @test "ns-serve: one DID over --max-did-inflight is answered busy with a retry hint" {
-	start_serve a --max-inflight 2 --max-did-inflight 3
+	start_serve a --max-inflight 4 --max-did-inflight 3
 	req() {	# the space.info requests with the ids given
 		for i in "$@"; do
 			printf '{"jsonrpc":"2.0","id":%d,"method":"space.info","params":{}}\n' "$i"
 		done
 	}
-	# alone on the node, alice is held back only per connection
+	# alone on the node, alice is held back only by her connections' shares
 	req 1 2 | "$WSC" -p "$PORT" -k "$ALICE_KEY" --timeout 20 --count 9 >c0.out 2>c0.err 3>&- 5>&- 6>&- &
 	PIDS+=("$!")
 	wait_until 5 has_line a.out '.m == "space.info" and .id == 2'

@@ -521,8 +521,8 @@ acct_active(struct acct *a, int64_t now)
  * Whether another DID than a's has asked the node for something in the
  * last second (or has a request in it): then a gets only its share,
  * max_did_inflight, and the rest is answered busy.  Alone, a DID is held
- * back only by its connections' own limits, so one user's bulk work runs
- * at full speed on an otherwise idle node.
+ * back only by its connections' shares of max_inflight (infl_full), so one
+ * user's bulk work runs at full speed on an otherwise idle node.
  */
 int
 acct_contended(const struct acct *a, int64_t now)
@@ -543,17 +543,21 @@ acct_count(void)
 /* ---- requests in the node ---- */
 
 /*
- * Reading a connection pauses while its requests fill its slots, or while
- * BIG_INFLIGHT of them may answer with a large page: deep pipelines of
- * small requests (a bulk upload) keep every stage busy, and the answers
- * in flight of a client that reads them still fit in its queue.
+ * Reading a connection pauses while its requests fill its share of its
+ * DID's max_inflight slots, or while BIG_INFLIGHT of them may answer with
+ * a large page.  Deep pipelines of small requests (a bulk upload) keep
+ * every stage busy; one user's connections together queue no more in the
+ * ring than one would, so whoever comes next waits for that much at most;
+ * and the answers in flight of a client that reads them fit in its queue.
  */
 int
 infl_full(const struct conn *c)
 {
-	return c->ninfl >= max_inflight ||
-	    c->nbig >= (max_inflight < BIG_INFLIGHT ? max_inflight :
-	    BIG_INFLIGHT);
+	size_t n = c->acct && c->acct->conns > 1 ? c->acct->conns : 1;
+	size_t share = max_inflight / n ? max_inflight / n : 1;
+
+	return c->ninfl >= share ||
+	    c->nbig >= (share < BIG_INFLIGHT ? share : BIG_INFLIGHT);
 }
 
 /* The slot of request r of c, or NULL.  A request's slot is the one its
