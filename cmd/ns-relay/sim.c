@@ -280,14 +280,24 @@ sim_main(int argc, char **argv)
 	 * silent for SILENT_MS at the owner, then a beat of everyone; the
 	 * stream runs long enough for every kill */
 	{
+		/* nodes that relay: among the first third, or all of them
+		 * when there are more kills; each killed once */
+		unsigned pool = (size_t)kills <= viewers / 3 ?
+		    (unsigned)(viewers / 3) : (unsigned)viewers;
+		char *dead = xcalloc(nn, 1);
+
 		for (int64_t k = 0; k < kills; k++) {
-			/* a node that relays: among the first third */
-			int v = 1 + (int)rnd((unsigned)(viewers / 3 ?
-			    viewers / 3 : 1));
+			int v;
+
+			do
+				v = 1 + (int)rnd(pool);
+			while (dead[v]);
+			dead[v] = 1;
 			struct sim_ev x = { START_MS + (k + 1) * kill_gap,
 			    E_KILL, v, v, 0, 0 };
 			sim_push(&evq, x);
 		}
+		free(dead);
 	}
 	while (evq.n && (now = evq.heap[0].t) <=
 	    START_MS + nchunks * interval + 10000)
