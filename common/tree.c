@@ -48,12 +48,11 @@ tree_request(jv v, const char **space, const char **owner,
 		jv_free(nodes);
 		return -1;
 	}
+	tn = xcalloc((size_t)jv_array_length(jv_copy(nodes)) + 1, sizeof(*tn));
 	jv_array_foreach(nodes, i, x) {
 		const char *did = jv_get_kind(x) == JV_KIND_STRING ?
 		    jv_string_value(x) : jsonl_str(x, "node");
-		if (did && strcmp(did, *owner) != 0 && !tree_index(tn, n, did)) {
-			tn = xrealloc(tn, (n + 1) * sizeof(*tn));
-			memset(&tn[n], 0, sizeof(*tn));
+		if (did && strcmp(did, *owner) != 0) {
 			snprintf(tn[n].did, sizeof(tn[n].did), "%s", did);
 			n++;
 		}
@@ -61,8 +60,13 @@ tree_request(jv v, const char **space, const char **owner,
 	}
 	jv_free(nodes);
 	tree_sort(*space, tn, n);
+	/* a node named twice sorts next to itself (same key): kept once */
+	size_t m = 0;
+	for (size_t i = 0; i < n; i++)
+		if (m == 0 || strcmp(tn[m - 1].did, tn[i].did) != 0)
+			tn[m++] = tn[i];
 	*out = tn;
-	return (long)n;
+	return (long)m;
 }
 
 size_t

@@ -95,12 +95,16 @@ relay_parents(size_t i, size_t n, size_t f, size_t p[2])
 	tree_parents(i, n, f / 2 ? f / 2 : 1, p);
 }
 
+/* The nodes with j as a parent, in order.  A node i has parents
+ * (i-1)/k and the one after it, so only those from k(j-1)+1 to kj+k can
+ * have j: a look at 2k nodes, not all n. */
 size_t
 relay_children(size_t j, size_t n, size_t f, size_t *kids)
 {
-	size_t m = 0, p[2];
+	size_t k = f / 2 ? f / 2 : 1, m = 0, p[2];
+	size_t lo = j ? k * (j - 1) + 1 : 1;
 
-	for (size_t i = 1; i <= n; i++) {
+	for (size_t i = lo; i <= k * j + k && i <= n; i++) {
 		relay_parents(i, n, f, p);
 		if (p[0] == j || p[1] == j)
 			kids[m++] = i;
