@@ -58,28 +58,42 @@ static const char *const migrations[] = {
 	"  PRIMARY KEY (path, space)) WITHOUT ROWID;",
 	/* 2: copies of other nodes' beams fetched for readers here */
 	"ALTER TABLE beams ADD COLUMN cached INTEGER NOT NULL DEFAULT 0;",
+	/* 3: the first space that refers to a beam, in the beam's own row
+	 * (refs holds the others): a beam stored with its ref writes one
+	 * row, where refs, keyed by path, took a second at a random place
+	 * and about half of the pages each commit wrote */
+	"ALTER TABLE beams ADD COLUMN ref TEXT;",
 };
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
 enum {
-	Q_BEAM, Q_PUT, Q_UNPUT, Q_TOMB, Q_BURY, Q_REF, Q_REFS,
-	Q_CACHE, Q_UNREF, Q_NREFS, Q_UNCACHE, Q_N
+	Q_BEAM, Q_PUT, Q_UNPUT, Q_TOMB, Q_BURY, Q_REF_ROW, Q_REF, Q_REFS,
+	Q_CACHE, Q_UNREF_ROW, Q_UNREF, Q_NREFS, Q_KEEP_REF, Q_UNCACHE, Q_N
 };
 
 static const char *const queries[Q_N] = {
 	[Q_BEAM] = "SELECT author, body FROM beams WHERE path = ?1",
-	[Q_PUT] = "INSERT OR IGNORE INTO beams (path, author, ts, body) "
-	    "VALUES (?1, ?2, ?3, ?4)",
+	[Q_PUT] = "INSERT OR IGNORE INTO beams (path, author, ts, body, ref) "
+	    "VALUES (?1, ?2, ?3, ?4, ?5)",
 	[Q_UNPUT] = "DELETE FROM beams WHERE path = ?1",
 	[Q_TOMB] = "SELECT author, body FROM tombstones WHERE path = ?1",
 	[Q_BURY] = "INSERT OR IGNORE INTO tombstones (path, author, body) "
 	    "VALUES (?1, ?2, ?3)",
-	[Q_REF] = "INSERT OR IGNORE INTO refs (path, space) VALUES (?1, ?2)",
-	[Q_REFS] = "SELECT space FROM refs WHERE path = ?1 ORDER BY space",
+	/* a beam's refs: its row's ref, and those in refs (ref_add) */
+	[Q_REF_ROW] = "UPDATE beams SET ref = ?2 WHERE path = ?1 AND ref IS NULL",
+	[Q_REF] = "INSERT OR IGNORE INTO refs (path, space) SELECT ?1, ?2 "
+	    "WHERE NOT EXISTS (SELECT 1 FROM beams WHERE path = ?1 AND ref = ?2)",
+	[Q_REFS] = "SELECT ref FROM beams WHERE path = ?1 AND ref IS NOT NULL "
+	    "UNION SELECT space FROM refs WHERE path = ?1 ORDER BY 1",
 	[Q_CACHE] = "INSERT OR IGNORE INTO beams (path, author, ts, body, "
 	    "cached) VALUES (?1, ?2, ?3, ?4, 1)",
+	[Q_UNREF_ROW] = "UPDATE beams SET ref = NULL WHERE path = ?1 AND ref = ?2",
 	[Q_UNREF] = "DELETE FROM refs WHERE path = ?1 AND space = ?2",
-	[Q_NREFS] = "SELECT count(*) FROM refs WHERE path = ?1",
+	[Q_NREFS] = "SELECT (SELECT count(*) FROM beams WHERE path = ?1 AND "
+	    "ref IS NOT NULL) + (SELECT count(*) FROM refs WHERE path = ?1)",
+	/* before a row goes (?2 = 1: only a cached copy), its ref stays */
+	[Q_KEEP_REF] = "INSERT OR IGNORE INTO refs (path, space) SELECT path, "
+	    "ref FROM beams WHERE path = ?1 AND ref IS NOT NULL AND cached >= ?2",
 	[Q_UNCACHE] = "DELETE FROM beams WHERE path = ?1 AND cached = 1",
 };
 
@@ -193,7 +207,8 @@ store_open(struct store *s, int rw, int sync_full)
 		die("%s", err);
 	for (int i = 0; i < Q_N; i++) {
 		if (!rw && (i == Q_PUT || i == Q_UNPUT || i == Q_BURY ||
-		    i == Q_REF || i == Q_CACHE || i == Q_UNREF ||
+		    i == Q_REF_ROW || i == Q_REF || i == Q_CACHE ||
+		    i == Q_UNREF_ROW || i == Q_UNREF || i == Q_KEEP_REF ||
 		    i == Q_UNCACHE))
 			continue;
 		if (db_prepare(s->db, &s->q[i], queries[i]) != 0)
@@ -237,6 +252,32 @@ run(struct store *s, sqlite3_stmt *st)
 		return -1;
 	}
 	return 0;
+}
+
+/* Note that space refers to path: in the beam's row when that has no ref
+ * yet, in refs otherwise.  0, or -1 (reported). */
+static int
+ref_add(struct store *s, const char *path, const char *space)
+{
+	bind_text(s->q[Q_REF_ROW], 1, path, PATH_LEN);
+	bind_text(s->q[Q_REF_ROW], 2, space, strlen(space));
+	if (run(s, s->q[Q_REF_ROW]) != 0)
+		return -1;
+	if (sqlite3_changes(s->db) > 0)
+		return 0;
+	bind_text(s->q[Q_REF], 1, path, PATH_LEN);
+	bind_text(s->q[Q_REF], 2, space, strlen(space));
+	return run(s, s->q[Q_REF]);
+}
+
+/* Before path's row goes (with cached_only, only a copy of another node's
+ * beam goes), its ref moves to refs, which outlive the content. */
+static int
+ref_keep(struct store *s, const char *path, int cached_only)
+{
+	bind_text(s->q[Q_KEEP_REF], 1, path, PATH_LEN);
+	sqlite3_bind_int(s->q[Q_KEEP_REF], 2, cached_only);
+	return run(s, s->q[Q_KEEP_REF]);
 }
 
 /* Copy text column i of st's current row into b (NUL-terminated). */
@@ -363,11 +404,13 @@ beam_check(struct store *s, jv beam, int verify, char path[PATH_LEN + 1],
 	return 0;
 }
 
-/* Store the beam whose canonical bytes are in s->canon, unless path has a
- * tombstone (then *tomb is set to it, owned).  0, or -1 on a database
- * error (reported). */
+/* Store the beam whose canonical bytes are in s->canon, with space (or
+ * NULL) as the space that refers to it, unless path has a tombstone (then
+ * *tomb is set to it, owned).  Stored already, the beam gets space as a
+ * further ref.  0, or -1 on a database error (reported). */
 static int
-beam_put(struct store *s, jv beam, const char *path, jv *tomb)
+beam_put(struct store *s, jv beam, const char *path, const char *space,
+    jv *tomb)
 {
 	sqlite3_stmt *st = s->q[Q_PUT];
 	const char *author = cstr(beam, "author");
@@ -386,7 +429,12 @@ beam_put(struct store *s, jv beam, const char *path, jv *tomb)
 	bind_text(st, 2, author, strlen(author));
 	sqlite3_bind_int64(st, 3, ts);
 	bind_text(st, 4, s->canon.p, s->canon.len);
-	return run(s, st);
+	if (space)
+		bind_text(st, 5, space, strlen(space));
+	if (run(s, st) != 0)
+		return -1;
+	return space && sqlite3_changes(s->db) == 0 ? ref_add(s, path, space) :
+	    0;
 }
 
 /*
@@ -449,7 +497,7 @@ beam_bury(struct store *s, jv t, int keep, jv *res, jv *sent,
 		bind_text(s->q[Q_BURY], 1, path, PATH_LEN);
 		bind_text(s->q[Q_BURY], 2, author, strlen(author));
 		bind_text(s->q[Q_BURY], 3, s->canon.p, s->canon.len);
-		if (run(s, s->q[Q_BURY]) != 0)
+		if (run(s, s->q[Q_BURY]) != 0 || ref_keep(s, path, 0) != 0)
 			return -2;
 		bind_text(s->q[Q_UNPUT], 1, path, PATH_LEN);
 		if (run(s, s->q[Q_UNPUT]) != 0)
@@ -506,7 +554,7 @@ bus_beam_store(struct store *s, struct buf *out, struct bus_req *r)
 		bus_error(out, r, v.e, v.why);
 		goto out;
 	}
-	if (beam_put(s, beam, path, &tomb) != 0) {
+	if (beam_put(s, beam, path, space, &tomb) != 0) {
 		rc = -1;
 		goto out;
 	}
@@ -514,12 +562,6 @@ bus_beam_store(struct store *s, struct buf *out, struct bus_req *r)
 		bus_error_data(out, r, E_GONE, "the beam was deleted",
 		    jv_object_set(jv_object(), jv_string("tombstone"), tomb));
 		tomb = jv_invalid();
-		goto out;
-	}
-	bind_text(s->q[Q_REF], 1, path, PATH_LEN);
-	bind_text(s->q[Q_REF], 2, space, strlen(space));
-	if (run(s, s->q[Q_REF]) != 0) {
-		rc = -1;
 		goto out;
 	}
 	if (hold)
@@ -585,11 +627,9 @@ beam_store_fast(struct store *s, struct buf *out, const char *p, size_t len,
 	bind_text(s->q[Q_PUT], 2, author, strlen(author));
 	sqlite3_bind_int64(s->q[Q_PUT], 3, ts);
 	bind_text(s->q[Q_PUT], 4, pv[0].p, pv[0].len);
-	if (run(s, s->q[Q_PUT]) != 0)
-		return -1;
-	bind_text(s->q[Q_REF], 1, path, PATH_LEN);
-	bind_text(s->q[Q_REF], 2, space, strlen(space));
-	if (run(s, s->q[Q_REF]) != 0)
+	bind_text(s->q[Q_PUT], 5, space, strlen(space));
+	if (run(s, s->q[Q_PUT]) != 0 || (sqlite3_changes(s->db) == 0 &&
+	    ref_add(s, path, space) != 0))
 		return -1;
 	/* what bus_result writes: {"to","r","msg":{"id","jsonrpc","result"}},
 	 * or the bare end of a notification */
@@ -719,6 +759,10 @@ bus_beam_drop(struct store *s, struct buf *out, struct bus_req *r)
 		bus_done(out, r);
 		return 0;
 	}
+	bind_text(s->q[Q_UNREF_ROW], 1, path, PATH_LEN);
+	bind_text(s->q[Q_UNREF_ROW], 2, space, strlen(space));
+	if (run(s, s->q[Q_UNREF_ROW]) != 0)
+		return -1;
 	bind_text(s->q[Q_UNREF], 1, path, PATH_LEN);
 	bind_text(s->q[Q_UNREF], 2, space, strlen(space));
 	if (run(s, s->q[Q_UNREF]) != 0)
@@ -754,6 +798,10 @@ bus_beam_uncache(struct store *s, struct buf *out, struct bus_req *r)
 
 	if (!path_ok(path) || !author || jv_get_kind(t) != JV_KIND_OBJECT)
 		goto out;
+	if (ref_keep(s, path, 1) != 0) {
+		rc = -1;
+		goto out;
+	}
 	bind_text(s->q[Q_UNCACHE], 1, path, PATH_LEN);
 	if (run(s, s->q[Q_UNCACHE]) != 0) {
 		rc = -1;
@@ -1171,7 +1219,7 @@ cmd_put(struct store *s, struct buf *out, jv v, unsigned long lineno)
 		warn("line %lu: %s", lineno, vd.why);
 		return -1;
 	}
-	if (beam_put(s, v, path, &tomb) != 0)
+	if (beam_put(s, v, path, NULL, &tomb) != 0)
 		return -2;
 	if (jv_is_valid(tomb)) {
 		jv_free(tomb);

@@ -165,8 +165,11 @@ error_is() {
 	[ "${#lines[@]}" -eq 1 ]
 	run -0 ns-beam -d "$DB" get "$P"
 	[ "$output" = "$BEAM" ]
+	# the first space in the beam's row, the others in refs
+	run sqlite3 "$DB" 'SELECT ref FROM beams'
+	[ "$output" = channel/x/one ]
 	run sqlite3 "$DB" 'SELECT space FROM refs ORDER BY space'
-	[ "$output" = "$(printf 'channel/x/%s\n' five four one six three two)" ]
+	[ "$output" = "$(printf 'channel/x/%s\n' five four six three two)" ]
 	run sqlite3 "$DB" 'SELECT DISTINCT path FROM refs'
 	[ "$output" = "$P" ]
 }
@@ -449,6 +452,55 @@ wait_for() {
 	assert_jq '.spaces | length == 2'
 	run -0 stage <<<"$(read_beam 3 "$P")"
 	error_is 3 gone
+}
+
+@test "ns-beam: beam.drop keeps a beam while any space refers to it, in either order" {
+	hold() {	# hold ID SPACE: kept while another node's SPACE decides
+		req beam.store "$1" "$(jq -nc --argjson b "$BEAM" --arg s "$2" \
+		    '{beam:$b,hold:true,space:$s}')"
+	}
+	drop() {	# drop SPACE: that space refused the ref
+		jq -nc --arg p "$P" --arg s "$1" '{m:"beam.drop",p:{beam:$p,space:$s}}'
+	}
+	for order in "a b" "b a"; do
+		rm -f "$DB"*
+		{ hold 1 channel/x/a; hold 2 channel/x/b; store 3 "$BEAM" channel/x/c; } | stage >/dev/null
+		set -- $order
+		drop "channel/x/$1" | stage >/dev/null
+		run -0 ns-beam -d "$DB" get "$P"
+		drop channel/x/c | stage >/dev/null
+		run -0 ns-beam -d "$DB" get "$P"
+		drop "channel/x/$2" | stage >/dev/null
+		run -1 ns-beam -d "$DB" get "$P"
+		# and what refers to nothing is gone from refs too
+		run -0 sqlite3 "$DB" 'SELECT count(*) FROM refs'
+		[ "$output" = 0 ]
+	done
+}
+
+@test "ns-beam: a database from before refs moved into the beam's row works as it did" {
+	# schema version 2: every ref in refs
+	sqlite3 "$DB" <<-EOF
+		CREATE TABLE beams (path TEXT PRIMARY KEY, author TEXT NOT NULL,
+		    ts INTEGER NOT NULL, body TEXT NOT NULL,
+		    cached INTEGER NOT NULL DEFAULT 0);
+		CREATE TABLE tombstones (path TEXT PRIMARY KEY,
+		    author TEXT NOT NULL, body TEXT NOT NULL);
+		CREATE TABLE refs (path TEXT NOT NULL, space TEXT NOT NULL,
+		    PRIMARY KEY (path, space)) WITHOUT ROWID;
+		INSERT INTO beams (path, author, ts, body) VALUES
+		    ('$P', '$ALICE_DID', 1700000000000, '$BEAM');
+		INSERT INTO refs VALUES ('$P', 'channel/x/a'), ('$P', 'channel/x/b');
+		PRAGMA user_version = 2;
+	EOF
+	jq -nc --arg p "$P" '{m:"beam.drop",p:{beam:$p,space:"channel/x/a"}}' | stage >/dev/null
+	run -0 sqlite3 "$DB" 'PRAGMA user_version'
+	[ "$output" = 3 ]
+	run -0 ns-beam -d "$DB" get "$P"
+	[ "$output" = "$BEAM" ]
+	store 1 "$BEAM" channel/x/c | stage >/dev/null
+	run -0 --separate-stderr ns-beam -d "$DB" delete <<<"$(mktomb "$ALICE" "$P")"
+	assert_jq '.spaces == ["channel/x/b","channel/x/c"]'
 }
 
 @test "ns-beam: list prints nothing for an empty store" {
