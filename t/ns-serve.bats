@@ -972,29 +972,49 @@ EOF2
 	wait_until 5 has_line a.out '.m == "space.info" and .id == 301'
 }
 
-@test "ns-serve: a DID's connections share --max-inflight" {
+@test "ns-serve: a DID's busy connections share --max-inflight; idle ones take nothing" {
 	start_serve a --max-inflight 4
-	# bob's first connection, idle
+	req() {	# the space.info requests with the ids given
+		for i in "$@"; do
+			printf '{"jsonrpc":"2.0","id":%d,"method":"space.info","params":{}}\n' "$i"
+		done
+	}
+	# bob's first connection, idle: the second has all 4
 	client idle -k "$BOB_KEY" --count 9 --timeout 20
-	local idle_pid=$!
 	wait_until 5 has_line a.out '.m == "conn.open"'
-	printf '%s\n' '{"jsonrpc":"2.0","id":1,"method":"space.info","params":{}}' \
-	    '{"jsonrpc":"2.0","id":2,"method":"space.info","params":{}}' \
-	    '{"jsonrpc":"2.0","id":3,"method":"space.info","params":{}}' >reqs
-	"$WSC" -p "$PORT" -k "$BOB_KEY" --timeout 20 --count 3 <reqs >c2.out 2>c2.err 3>&- 5>&- 6>&- &
+	req 1 2 3 4 5 | "$WSC" -p "$PORT" -k "$BOB_KEY" --timeout 20 --count 9 >c1.out 2>c1.err 3>&- 5>&- 6>&- &
 	PIDS+=("$!")
-	# two connections: 4 / 2 each
-	wait_until 5 has_line a.out '.m == "space.info" and .id == 2'
+	wait_until 5 has_line a.out '.m == "space.info" and .id == 4'
 	sleep 0.3
-	[ "$(count_lines a.out '.m == "space.info"')" -eq 2 ]
-	# one connection again: its share is all 4 once a request of it ends
-	kill "$idle_pid"
-	wait_until 5 has_line a.out '.m == "conn.close"'
-	local c r
+	[ "$(count_lines a.out '.m == "space.info"')" -eq 4 ]
+	# a third with a request in the node: two busy connections, 2 each
+	req 11 12 13 | "$WSC" -p "$PORT" -k "$BOB_KEY" --timeout 20 --count 9 >c2.out 2>c2.err 3>&- 5>&- 6>&- &
+	PIDS+=("$!")
+	wait_until 5 has_line a.out '.m == "space.info" and .id == 12'
+	sleep 0.3
+	[ "$(count_lines a.out '.m == "space.info" and .id > 10')" -eq 2 ]
+	# the second ends two of its four: still at its share of 2, paused
+	local c r i
 	c=$(jq -r 'select(.m == "space.info" and .id == 1) | .c' a.out)
-	r=$(jq -r 'select(.m == "space.info" and .id == 1) | .r' a.out)
+	for i in 1 2; do
+		r=$(jq -r "select(.m == \"space.info\" and .id == $i) | .r" a.out)
+		bus "{\"to\":$c,\"r\":$r}"
+	done
+	sleep 0.3
+	! has_line a.out '.id == 5'
+	# the third idle again: the second may have 4 once one more ends
+	c=$(jq -r 'select(.m == "space.info" and .id == 11) | .c' a.out)
+	for i in 11 12; do
+		r=$(jq -r "select(.m == \"space.info\" and .id == $i) | .r" a.out)
+		bus "{\"to\":$c,\"r\":$r}"
+	done
+	wait_until 5 has_line a.out '.m == "space.info" and .id == 13'
+	r=$(jq -r "select(.m == \"space.info\" and .id == 13) | .r" a.out)
 	bus "{\"to\":$c,\"r\":$r}"
-	wait_until 5 has_line a.out '.m == "space.info" and .id == 3'
+	c=$(jq -r 'select(.m == "space.info" and .id == 1) | .c' a.out)
+	r=$(jq -r 'select(.m == "space.info" and .id == 3) | .r' a.out)
+	bus "{\"to\":$c,\"r\":$r}"
+	wait_until 5 has_line a.out '.m == "space.info" and .id == 5'
 }
 
 @test "ns-serve: one DID over --max-did-inflight is answered busy with a retry hint" {

@@ -545,16 +545,19 @@ acct_count(void)
 /*
  * Reading a connection pauses while its requests fill its share of its
  * DID's max_inflight slots, or while BIG_INFLIGHT of them may answer with
- * a large page.  Deep pipelines of small requests (a bulk upload) keep
- * every stage busy; one user's connections together queue no more in the
- * ring than one would, so whoever comes next waits for that much at most;
- * and the answers in flight of a client that reads them fit in its queue.
+ * a large page.  The share is split among the DID's connections that have
+ * requests in the node, so idle ones (a subscriber waiting for events)
+ * take nothing from a busy one.  Deep pipelines of small requests (a bulk
+ * upload) keep every stage busy; one user's busy connections together
+ * queue about as much in the ring as one would, so whoever comes next
+ * waits for that much at most; and the answers in flight of a client
+ * that reads them fit in its queue.
  */
 int
 infl_full(const struct conn *c)
 {
-	size_t n = c->acct && c->acct->conns > 1 ? c->acct->conns : 1;
-	size_t share = max_inflight / n ? max_inflight / n : 1;
+	size_t n = c->acct ? c->acct->busy + (c->ninfl == 0) : 1;
+	size_t share = n > 1 ? max_inflight / n : max_inflight;
 
 	return c->ninfl >= share ||
 	    c->nbig >= (share < BIG_INFLIGHT ? share : BIG_INFLIGHT);
@@ -599,7 +602,8 @@ infl_add(struct conn *c, jv id, int big)
 	s->deadline = now_ms() + (int64_t)request_timeout * 1000;
 	s->id = jv_is_valid(id) ? canon_string(id) : NULL;
 	s->big = big;
-	c->ninfl++;
+	if (c->ninfl++ == 0 && c->acct)
+		c->acct->busy++;
 	c->nbig += big != 0;
 	if (c->acct)
 		c->acct->inflight++;
@@ -614,7 +618,8 @@ slot_free(struct conn *c, struct infl *s)
 	free(s->id);
 	s->id = NULL;
 	s->r = 0;
-	c->ninfl--;
+	if (--c->ninfl == 0 && c->acct && c->acct->busy)
+		c->acct->busy--;
 	if (s->big)
 		c->nbig--;
 	s->big = 0;
@@ -711,6 +716,8 @@ acct_release(struct conn *c)
 	if (!a)
 		return;
 	a->conns--;
+	if (c->ninfl && a->busy)
+		a->busy--;
 	if (a->inflight >= c->ninfl)
 		a->inflight -= c->ninfl;
 	else

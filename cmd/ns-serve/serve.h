@@ -78,6 +78,7 @@ struct sub;
 struct acct {
 	struct acct *next;
 	unsigned conns, inflight;
+	unsigned busy;			/* connections with requests in the node */
 	char did[DIDKEY_MAX];
 };
 
