@@ -361,7 +361,7 @@ while time.time() < deadline:
 	assert_jq '.result.head == 1'
 }
 
-@test "ns-client: 200 beams on stdin give 200 results in order" {
+@test "ns-client: beams on stdin give their results in order, 16 or 256 in flight" {
 	node_start
 	S=$(new_space channel bulk)
 	for i in $(seq 1 200); do
@@ -372,6 +372,13 @@ while time.time() < deadline:
 	assert_jqs '[.[].seq] == [range(2; 202)]'
 	run -0 --separate-stderr ns-client history "$S" --after 1
 	assert_jqs '[.[].event.beam] | length == 200'
+	# the default window, 256: as many as the node takes at once
+	for i in $(seq 201 800); do
+		printf '{"n":%d}\n' "$i"
+	done >"$BATS_TEST_TMPDIR/in"
+	run -0 --separate-stderr ns-client beam "$S" <"$BATS_TEST_TMPDIR/in"
+	[ "${#lines[@]}" -eq 600 ]
+	assert_jqs '[.[].seq] == [range(202; 802)]'
 }
 
 @test "ns-client: a bad line among the beams is an error line in its place" {

@@ -86,7 +86,7 @@ usage(int status)
 "  remove SPACE DID\n"
 "  beam SPACE [JSON]             post JSON, or each JSON object on stdin,\n"
 "                                as a beam; one result line per beam, in order\n"
-"      --window N                most beams in flight (default 64)\n"
+"      --window N                most beams in flight (default 256)\n"
 "  history SPACE [--after N] [--limit N]\n"
 "                                print the envelopes after seq N (default 0),\n"
 "                                at most --limit of them\n"
@@ -544,7 +544,9 @@ setup(void)
 	hash_id(g.key->did, strlen(g.key->did), g.author_hash);
 
 	if (g.window < 0)
-		g.window = g.cmd == C_STREAM_PUSH ? PUSH_WINDOW : 64;
+		/* a node takes 256 requests of a connection at once
+		 * (protocol.md, section 8): fewer leave its stages idle */
+		g.window = g.cmd == C_STREAM_PUSH ? PUSH_WINDOW : 256;
 	g.cap = g.window + 1;	/* + the login */
 	/* stream: chunks are pushed outside the ring, which holds only the
 	 * login, the edge or watch and a page or check */
