@@ -80,7 +80,8 @@ static const char *const queries[Q_N] = {
 	[Q_BURY] = "INSERT OR IGNORE INTO tombstones (path, author, body) "
 	    "VALUES (?1, ?2, ?3)",
 	/* a beam's refs: its row's ref, and those in refs (ref_add) */
-	[Q_REF_ROW] = "UPDATE beams SET ref = ?2 WHERE path = ?1 AND ref IS NULL",
+	[Q_REF_ROW] = "UPDATE beams SET ref = ?2 WHERE path = ?1 AND ref IS NULL "
+	    "AND NOT EXISTS (SELECT 1 FROM refs WHERE path = ?1 AND space = ?2)",
 	[Q_REF] = "INSERT OR IGNORE INTO refs (path, space) SELECT ?1, ?2 "
 	    "WHERE NOT EXISTS (SELECT 1 FROM beams WHERE path = ?1 AND ref = ?2)",
 	[Q_REFS] = "SELECT ref FROM beams WHERE path = ?1 AND ref IS NOT NULL "

@@ -476,6 +476,15 @@ wait_for() {
 		run -0 sqlite3 "$DB" 'SELECT count(*) FROM refs'
 		[ "$output" = 0 ]
 	done
+	# a space named again is kept once, in the row or in refs
+	rm -f "$DB"*
+	{ hold 1 channel/x/a; hold 2 channel/x/b; } | stage >/dev/null
+	drop channel/x/a | stage >/dev/null
+	hold 3 channel/x/b | stage >/dev/null
+	run -0 sqlite3 "$DB" "SELECT (SELECT count(*) FROM beams WHERE ref IS NOT NULL) + (SELECT count(*) FROM refs)"
+	[ "$output" = 1 ]
+	drop channel/x/b | stage >/dev/null
+	run -1 ns-beam -d "$DB" get "$P"
 }
 
 @test "ns-beam: a database from before refs moved into the beam's row works as it did" {
