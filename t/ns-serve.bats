@@ -105,6 +105,29 @@ bus() {
 	printf '%s\n' "$@" >&5
 }
 
+# reqs METHOD ID...: a JSON-RPC request of METHOD with empty params for
+# each ID, one per line.
+reqs() {
+	local m=$1 i
+	shift
+	for i in "$@"; do
+		printf '{"jsonrpc":"2.0","id":%d,"method":"%s","params":{}}\n' "$i" "$m"
+	done
+}
+
+# end_req METHOD ID [RESULT]: the ring ends the request of METHOD with ID
+# that a.out shows, answering RESULT when given.
+end_req() {
+	local c r
+	c=$(jq -r "select(.m == \"$1\" and .id == $2) | .c" a.out)
+	r=$(jq -r "select(.m == \"$1\" and .id == $2) | .r" a.out)
+	if [ -n "${3-}" ]; then
+		bus "{\"to\":$c,\"r\":$r,\"msg\":{\"id\":$2,\"jsonrpc\":\"2.0\",\"result\":$3}}"
+	else
+		bus "{\"to\":$c,\"r\":$r}"
+	fi
+}
+
 # client NAME [WSC OPTION...]: a background wsc writing NAME.out, stdin
 # from /dev/null.  Neither it nor a server may hold the bus fifos open, or
 # a server would never see EOF.
@@ -931,10 +954,7 @@ EOF2
 @test "ns-serve: a connection has at most 16 requests with large answers in the node" {
 	start_serve a
 	# 20 history pages, then a small request behind them
-	for i in $(seq 1 20); do
-		echo "{\"jsonrpc\":\"2.0\",\"id\":$i,\"method\":\"space.history\",\"params\":{}}"
-	done >reqs
-	echo '{"jsonrpc":"2.0","id":21,"method":"space.info","params":{}}' >>reqs
+	{ reqs space.history $(seq 1 20); reqs space.info 21; } >reqs
 	"$WSC" -p "$PORT" -k "$BOB_KEY" --timeout 20 --count 21 <reqs >c.out 2>c.err 3>&- 5>&- 6>&- &
 	PIDS+=("$!")
 	wait_until 5 has_line a.out '.m == "space.history" and .id == 16'
@@ -942,11 +962,9 @@ EOF2
 	[ "$(count_lines a.out '.m == "space.history"')" -eq 16 ]
 	! has_line a.out '.m == "space.info"'
 	# each page answered lets one more in, and the small one after them
-	local c r i
-	c=$(jq -r 'select(.m == "space.history" and .id == 1) | .c' a.out)
+	local i
 	for i in 1 2 3 4 5; do
-		r=$(jq -r "select(.m == \"space.history\" and .id == $i) | .r" a.out)
-		bus "{\"to\":$c,\"r\":$r,\"msg\":{\"id\":$i,\"jsonrpc\":\"2.0\",\"result\":{}}}"
+		end_req space.history "$i" '{}'
 	done
 	wait_until 5 has_line a.out '.m == "space.info" and .id == 21'
 	[ "$(count_lines a.out '.m == "space.history"')" -eq 20 ]
@@ -955,87 +973,61 @@ EOF2
 
 @test "ns-serve: small requests fill all --max-inflight slots, large ones at most 16" {
 	start_serve a --max-inflight 300
-	for i in $(seq 1 300); do
-		echo "{\"jsonrpc\":\"2.0\",\"id\":$i,\"method\":\"space.info\",\"params\":{}}"
-	done >reqs
-	echo '{"jsonrpc":"2.0","id":301,"method":"space.info","params":{}}' >>reqs
+	reqs space.info $(seq 1 301) >reqs
 	"$WSC" -p "$PORT" -k "$BOB_KEY" --timeout 20 --count 301 <reqs >c.out 2>c.err 3>&- 5>&- 6>&- &
 	PIDS+=("$!")
 	wait_until 5 has_line a.out '.m == "space.info" and .id == 300'
 	sleep 0.3
 	[ "$(count_lines a.out '.m == "space.info"')" -eq 300 ]
 	! has_line a.out '.id == 301'
-	local c r
-	c=$(jq -r 'select(.m == "space.info" and .id == 1) | .c' a.out)
-	r=$(jq -r 'select(.m == "space.info" and .id == 123) | .r' a.out)
-	bus "{\"to\":$c,\"r\":$r}"
+	end_req space.info 123
 	wait_until 5 has_line a.out '.m == "space.info" and .id == 301'
 }
 
 @test "ns-serve: a DID's busy connections share --max-inflight; idle ones take nothing" {
 	start_serve a --max-inflight 4
-	req() {	# the space.info requests with the ids given
-		for i in "$@"; do
-			printf '{"jsonrpc":"2.0","id":%d,"method":"space.info","params":{}}\n' "$i"
-		done
-	}
 	# bob's first connection, idle: the second has all 4
 	client idle -k "$BOB_KEY" --count 9 --timeout 20
 	wait_until 5 has_line a.out '.m == "conn.open"'
-	req 1 2 3 4 5 | "$WSC" -p "$PORT" -k "$BOB_KEY" --timeout 20 --count 9 >c1.out 2>c1.err 3>&- 5>&- 6>&- &
+	reqs space.info 1 2 3 4 5 | "$WSC" -p "$PORT" -k "$BOB_KEY" --timeout 20 --count 9 >c1.out 2>c1.err 3>&- 5>&- 6>&- &
 	PIDS+=("$!")
 	wait_until 5 has_line a.out '.m == "space.info" and .id == 4'
 	sleep 0.3
 	[ "$(count_lines a.out '.m == "space.info"')" -eq 4 ]
 	# a third with a request in the node: two busy connections, 2 each
-	req 11 12 13 | "$WSC" -p "$PORT" -k "$BOB_KEY" --timeout 20 --count 9 >c2.out 2>c2.err 3>&- 5>&- 6>&- &
+	reqs space.info 11 12 13 | "$WSC" -p "$PORT" -k "$BOB_KEY" --timeout 20 --count 9 >c2.out 2>c2.err 3>&- 5>&- 6>&- &
 	PIDS+=("$!")
 	wait_until 5 has_line a.out '.m == "space.info" and .id == 12'
 	sleep 0.3
 	[ "$(count_lines a.out '.m == "space.info" and .id > 10')" -eq 2 ]
 	# the second ends two of its four: still at its share of 2, paused
-	local c r i
-	c=$(jq -r 'select(.m == "space.info" and .id == 1) | .c' a.out)
-	for i in 1 2; do
-		r=$(jq -r "select(.m == \"space.info\" and .id == $i) | .r" a.out)
-		bus "{\"to\":$c,\"r\":$r}"
-	done
+	end_req space.info 1
+	end_req space.info 2
 	sleep 0.3
 	! has_line a.out '.id == 5'
 	# the third idle again: the second may have 4 once one more ends
-	c=$(jq -r 'select(.m == "space.info" and .id == 11) | .c' a.out)
-	for i in 11 12; do
-		r=$(jq -r "select(.m == \"space.info\" and .id == $i) | .r" a.out)
-		bus "{\"to\":$c,\"r\":$r}"
-	done
+	end_req space.info 11
+	end_req space.info 12
 	wait_until 5 has_line a.out '.m == "space.info" and .id == 13'
-	r=$(jq -r "select(.m == \"space.info\" and .id == 13) | .r" a.out)
-	bus "{\"to\":$c,\"r\":$r}"
-	c=$(jq -r 'select(.m == "space.info" and .id == 1) | .c' a.out)
-	r=$(jq -r 'select(.m == "space.info" and .id == 3) | .r' a.out)
-	bus "{\"to\":$c,\"r\":$r}"
+	end_req space.info 13
+	end_req space.info 3
 	wait_until 5 has_line a.out '.m == "space.info" and .id == 5'
 }
 
 @test "ns-serve: one DID over --max-did-inflight is answered busy with a retry hint" {
 	start_serve a --max-inflight 4 --max-did-inflight 3
-	req() {	# the space.info requests with the ids given
-		for i in "$@"; do
-			printf '{"jsonrpc":"2.0","id":%d,"method":"space.info","params":{}}\n' "$i"
-		done
-	}
 	# alone on the node, alice is held back only by her connections' shares
-	req 1 2 | "$WSC" -p "$PORT" -k "$ALICE_KEY" --timeout 20 --count 9 >c0.out 2>c0.err 3>&- 5>&- 6>&- &
+	reqs space.info 1 2 | "$WSC" -p "$PORT" -k "$ALICE_KEY" --timeout 20 --count 9 >c0.out 2>c0.err 3>&- 5>&- 6>&- &
 	PIDS+=("$!")
 	wait_until 5 has_line a.out '.m == "space.info" and .id == 2'
-	req 3 4 | "$WSC" -p "$PORT" -k "$ALICE_KEY" --timeout 20 --count 9 >c1.out 2>c1.err 3>&- 5>&- 6>&- &
+	reqs space.info 3 4 | "$WSC" -p "$PORT" -k "$ALICE_KEY" --timeout 20 --count 9 >c1.out 2>c1.err 3>&- 5>&- 6>&- &
 	PIDS+=("$!")
 	wait_until 5 has_line a.out '.m == "space.info" and .id == 4'
 	# once carol uses the node too, alice gets her share and no more
-	req 9 | "$WSC" -p "$PORT" -k "$CAROL_KEY" --timeout 20 --count 9 >c9.out 2>c9.err 3>&- 5>&- 6>&- &
+	reqs space.info 9 | "$WSC" -p "$PORT" -k "$CAROL_KEY" --timeout 20 --count 9 >c9.out 2>c9.err 3>&- 5>&- 6>&- &
 	PIDS+=("$!")
 	wait_until 5 has_line a.out ".m == \"space.info\" and .did == \"$CAROL_DID\""
-	run -0 "$WSC" -p "$PORT" -k "$ALICE_KEY" --count 4 < <(req 5 6)
+	run -0 "$WSC" -p "$PORT" -k "$ALICE_KEY" --count 4 < <(reqs space.info 5 6)
 	assert_jq '.id == 5 and .error.code == -32008 and .error.data.reason == "busy" and .error.data.retryAfter > 0' "${lines[2]}"
 	assert_jq '.id == 6 and .error.data.reason == "busy"' "${lines[3]}"
 	[ "$(count_lines a.out '.m == "space.info"')" -eq 5 ]
