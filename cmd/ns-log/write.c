@@ -240,11 +240,10 @@ static int
 beam_check(struct log *L, jv beam, const struct span *raw, const char *author,
     const char *path, enum bus_err *e, const char **why)
 {
-	size_t size;
-
 	char id[HASH_ID_LEN + 1];
 	const char *s;
 	int64_t ts;
+	size_t size;
 
 	*e = E_BAD_EVENT;
 	if (!(s = sget(beam, "type")) || strcmp(s, "beam") != 0) {
