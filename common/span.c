@@ -386,13 +386,17 @@ span_int(const char *v, size_t vlen, int64_t *n)
 
 	if (vlen > 0 && v[0] == '-')
 		neg = 1, i = 1;
-	if (vlen == i || vlen - i > 15 || (v[i] == '0' && vlen - i > 1))
+	/* up to 2^53, the integers a double (and so jv) holds exactly:
+	 * ns-serve's connection numbers have 16 digits */
+	if (vlen == i || vlen - i > 16 || (v[i] == '0' && vlen - i > 1))
 		return -1;
 	for (; i < vlen; i++) {
 		if (v[i] < '0' || v[i] > '9')
 			return -1;
 		x = x * 10 + (v[i] - '0');
 	}
+	if (x > SPAN_INT_MAX)
+		return -1;
 	*n = neg ? -x : x;
 	return 0;
 }

@@ -33,7 +33,11 @@ int span_canonical(const char *p, size_t len);
  * has no escapes and fits in outlen with its NUL: 0, else -1. */
 int span_str(const char *v, size_t vlen, char *out, size_t outlen);
 
-/* An integer value's text (-?[0-9]{1,15}, no leading zero) in *n: 0, else -1. */
+/* The largest magnitude span_int takes: 2^53. */
+#define SPAN_INT_MAX 9007199254740992LL
+
+/* An integer value's text (-?[0-9]+, no leading zero, magnitude at most
+ * SPAN_INT_MAX) in *n: 0, else -1. */
 int span_int(const char *v, size_t vlen, int64_t *n);
 
 #endif

@@ -132,3 +132,29 @@ EOF
 	run -0 "$SPANCHECK" <<<"$deep"
 	[ "$output" = "0 0 0 0" ]
 }
+
+@test "span: span_int takes the integers a double holds exactly" {
+	# ns-serve's connection numbers have 16 digits: a stage's fast path
+	# must take them (ns-beam's beam.store fell back to full parsing)
+	run -0 "$SPANCHECK" --int <<'EOF2'
+0
+-0
+7
+-42
+1796010617000001
+9007199254740992
+-9007199254740992
+9007199254740993
+10000000000000000
+01
+1.0
+1e3
++1
+-
+ 1
+
+"1"
+EOF2
+	[ "$output" = "$(printf '%s\n' 0 0 7 -42 1796010617000001 \
+	    9007199254740992 -9007199254740992 - - - - - - - - - -)" ]
+}

@@ -5,6 +5,7 @@
  *   itself (1/0, 0 when it does not parse), span_get's verdict on an object
  *   (1 well formed, 0 not, - not an object), whether canon_parse takes it.
  * span_canonical may say 0 for canonical text, never 1 for text that is not.
+ * With --int it prints, for each line, span_int's number or "-".
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,12 +16,13 @@
 #include "span.h"
 
 int
-main(void)
+main(int argc, char **argv)
 {
 	char *line = NULL;
 	size_t cap = 0;
 	ssize_t n;
 	struct buf out = BUF_INIT;
+	int ints = argc > 1 && strcmp(argv[1], "--int") == 0;
 
 	while ((n = getline(&line, &cap, stdin)) > 0) {
 		static const char *const names[] = { "a" };
@@ -30,6 +32,15 @@ main(void)
 
 		if (line[n - 1] == '\n')
 			line[--n] = '\0';
+		if (ints) {
+			int64_t x;
+
+			if (span_int(line, (size_t)n, &x) == 0)
+				printf("%lld\n", (long long)x);
+			else
+				puts("-");
+			continue;
+		}
 		j = canon_parse(line, (size_t)n);
 		parses = jv_is_valid(j);
 		buf_reset(&out);
