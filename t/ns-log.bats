@@ -929,6 +929,23 @@ line() {
 	[ "$(ans 7 | jq -c .error.data.tombstone)" = "$T" ]
 }
 
+@test "ns-log: a beam referred to twice in a space has one ref there" {
+	make_spaces
+	beam=$(mkbeam "$AK" '{"type":"beam","title":"twice"}')
+	P=$(bpath_of "$beam")
+	again=$(sign "$AK" "$(jq -nc --arg s "$CH" --arg b "$P" --arg n "$NODE_DID" \
+	    --arg a "$ADDR" '{type:"beam.ref",space:$s,beam:$b,node:$n,address:$a,ts:1767225600009}')")
+	run -0 bus < <(
+		sbeam "$A" 1 "$(refto "$AK" "$CH" "$P")" "$beam"
+		sbeam "$A" 2 "$again" "$beam"
+		sbeam "$A" 3 "$(refto "$AK" "$DM" "$P")" "$beam")
+	[ "$(printf '%s\n' "$output" | jq -r 'select(.m == "beam.store") | .p.result.seq' | tr '\n' ' ')" = "2 3 2 " ]
+	[ "$(sqlite3 "$DB" "SELECT space FROM refs WHERE beam = '$P' ORDER BY space" | tr '\n' ' ')" = "$CH $DM " ]
+	run -0 bus < <(jq -nc --arg d "$A" --argjson t "$(tomb "$AK" "$P")" \
+		'{m:"beam.delete",c:7,r:4,did:$d,role:"client",id:4,p:{event:$t}}')
+	line 0 ".m == \"beam.bury\" and .p.spaces == [\"$CH\",\"$DM\"]"
+}
+
 @test "ns-log: a subscription ends the moment its reader loses read access" {
 	make_spaces
 	ev() {	# an event request on connection 7, r = id
@@ -1022,6 +1039,14 @@ line() {
 	[ "$(printf '%s\n' "$output" | jq -r 'select(.m == "beam.store") | .p.result.seq' | tr '\n' ' ')" = "2 3 4 " ]
 	run -0 ns-log -d "$BATS_TEST_TMPDIR/v4.db" history "$(jq -r .p.event.space <"$BATS_TEST_DIRNAME/fixtures/log-v4.bus" | head -n 1)"
 	[ "${#lines[@]}" -eq 4 ]
-	# a beam's read rule still finds the space that refers to it
+	# a beam's read rule still finds the space that refers to it, now by
+	# the end of its path (schema version 6)
 	[ "$(sqlite3 "$BATS_TEST_TMPDIR/v4.db" 'SELECT count(*) FROM refs')" -eq 3 ]
+	[ "$(sqlite3 "$BATS_TEST_TMPDIR/v4.db" 'PRAGMA user_version')" -ge 6 ]
+	[ "$(sqlite3 "$BATS_TEST_TMPDIR/v4.db" "SELECT group_concat(name) FROM sqlite_master WHERE tbl_name = 'refs' AND type = 'index'")" = refs_tail ]
+	P=$(sqlite3 "$BATS_TEST_TMPDIR/v4.db" 'SELECT beam FROM refs LIMIT 1')
+	run -0 --separate-stderr ns-log --bus -k "$BATS_TEST_TMPDIR/node.key" \
+		-d "$BATS_TEST_TMPDIR/v4.db" -a 127.0.0.1:7700 < <(
+		rdc 7 beam.get "$(jq -r .did "$BATS_TEST_DIRNAME/fixtures/keys/bob.key")" 1 "{\"beam\":\"$P\"}")
+	line 1 ".m == \"beam.read\" and .p.beam == \"$P\""
 }

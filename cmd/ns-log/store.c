@@ -14,6 +14,17 @@
 #include "log.h"
 #include "msg.h"
 
+/* The index of refs holds the last 12 characters of a beam's path (72
+ * bits of its content hash) rather than the path and the space, about 180
+ * bytes: a new beam's key lands on a random page of that index, and each
+ * such page costs a write per commit, so the smaller the index, the fewer
+ * pages a batch touches (and the more of it the cache holds). */
+#define REF_TAIL(n) "substr(beam, -12) = substr(?" n ", -12)"
+/* The ref of beam ?n.  The unary + keeps SQLite from putting ?n in place
+ * of beam in REF_TAIL (constant propagation), which would leave nothing for
+ * the index to match. */
+#define REF_IS(n) REF_TAIL(n) " AND +beam = ?" n
+
 static const char *const sqls[S_N] = {
 	[S_SPACE_GET] = "SELECT type, owner, name, node, address, rules, head, "
 	    "head_hash FROM spaces WHERE id = ?1",
@@ -46,19 +57,23 @@ static const char *const sqls[S_N] = {
 	[S_INV_INS] = "INSERT OR IGNORE INTO invited (space, did) VALUES (?1, ?2)",
 	[S_INV_DEL] = "DELETE FROM invited WHERE space = ?1 AND did = ?2",
 	[S_INV_LIST] = "SELECT did FROM invited WHERE space = ?1 ORDER BY rowid",
-	[S_REF_GET] = "SELECT 1 FROM refs WHERE space = ?1 AND beam = ?2 AND "
-	    "author = ?3",
-	[S_REF_INS] = "INSERT OR IGNORE INTO refs (space, beam, author, node, "
-	    "address) VALUES (?1, ?2, ?3, ?4, ?5)",
-	[S_REF_SPACES] = "SELECT space FROM refs WHERE beam = ?1 ORDER BY space",
-	[S_REF_AUTHOR] = "SELECT space FROM refs WHERE beam = ?1 AND "
-	    "author = ?2 ORDER BY space",
+	/* refs are found by the end of the beam's path (migration 6) */
+	[S_REF_GET] = "SELECT 1 FROM refs WHERE " REF_IS("2")
+	    " AND space = ?1 AND author = ?3",
+	[S_REF_INS] = "INSERT INTO refs (space, beam, author, node, address) "
+	    "SELECT ?1, ?2, ?3, ?4, ?5 WHERE NOT EXISTS (SELECT 1 FROM refs "
+	    "WHERE " REF_IS("2") " AND space = ?1)",
+	[S_REF_SPACES] = "SELECT space FROM refs WHERE " REF_IS("1")
+	    " ORDER BY space",
+	[S_REF_AUTHOR] = "SELECT space FROM refs WHERE " REF_IS("1")
+	    " AND author = ?2 ORDER BY space",
 	[S_GONE_GET] = "SELECT tomb FROM gone WHERE beam = ?1",
 	[S_GONE_INS] = "INSERT OR IGNORE INTO gone (beam, author, tomb) "
 	    "VALUES (?1, ?2, ?3)",
-	[S_REF_WHERE] = "SELECT node, address FROM refs WHERE beam = ?1 AND "
-	    "node IS NOT NULL ORDER BY space LIMIT 1",
-	[S_REF_NODE] = "SELECT node FROM refs WHERE space = ?1 AND beam = ?2",
+	[S_REF_WHERE] = "SELECT node, address FROM refs WHERE " REF_IS("1")
+	    " AND node IS NOT NULL ORDER BY space LIMIT 1",
+	[S_REF_NODE] = "SELECT node FROM refs WHERE " REF_IS("2")
+	    " AND space = ?1",
 	[S_MEM_NODE_OF] = "SELECT node FROM members WHERE space = ?1 AND did = ?2",
 	[S_FOLLOW_GET] = "SELECT node, address FROM follows WHERE space = ?1",
 	[S_FOLLOW_PUT] = "INSERT INTO follows (space, node, address) "
@@ -192,6 +207,10 @@ const char *const migrations[] = {
 	"DROP TABLE refs;"
 	"ALTER TABLE refs5 RENAME TO refs;"
 	"CREATE UNIQUE INDEX refs_beam ON refs (beam, space);",
+	/* 6: refs found by the end of the beam's path (REF_IS); a ref
+	 * named twice in a space is kept once by S_REF_INS */
+	"DROP INDEX refs_beam;"
+	"CREATE INDEX refs_tail ON refs (substr(beam, -12));",
 };
 const int nmigrations = (int)(sizeof(migrations) / sizeof(migrations[0]));
 
