@@ -344,6 +344,48 @@ raw_sign() {
 	[[ "$output" == *'"m":"peer.bad"'* ]]
 }
 
+@test "ns-verify: --bus gives a client's space.beam the verdicts of any other request" {
+	# a canonical space.beam event is checked on its text as it stands:
+	# every verdict must be the one the full parse gives
+	ref='{"type":"beam.ref","space":"channel/z/x","beam":"beam/a/b","note":"\u00e9\\u0001"}'
+	ev=$(ns-sign -k "$ALICE" <<<"$ref")
+	sig=$(jq -r .sig <<<"$ev")
+	rev='to_entries | reverse | from_entries'
+	beamreq() {	# DID ROLE ID EVENT
+		jq -cn --arg d "$1" --arg r "$2" --argjson id "$3" --argjson e "$4" \
+		    '{m:"space.beam",c:1796010617000001,r:$id,did:$d,role:$r,id:$id,p:{beam:{title:"t"},event:$e}}'
+	}
+	{
+		beamreq "$ALICE_DID" client 1 "$ev"
+		beamreq "$ALICE_DID" client 2 "$(jq -c "$rev" <<<"$ev")"
+		beamreq "$ALICE_DID" node 3 "$ev"
+		# a byte changed before the sig, and after it; a sig of other bytes
+		beamreq "$ALICE_DID" client 4 "${ev/beam\/a/beam\/c}"
+		beamreq "$ALICE_DID" client 5 "${ev/channel/chanel}"
+		c=A; [ "${sig:10:1}" != A ] || c=B
+		beamreq "$ALICE_DID" client 6 "$(jq -c --arg s "${sig:0:10}$c${sig:11}" '.sig = $s' <<<"$ev")"
+		beamreq "$ALICE_DID" client 7 "$(jq -c '.sig = "abc"' <<<"$ev")"
+		# someone else's event; a bad shape
+		beamreq "$(jq -r .did "$FIX/keys/bob.key")" client 8 "$ev"
+		beamreq "$ALICE_DID" client 9 "$(jq -c '.ts = -1' <<<"$ev")"
+		beamreq "$ALICE_DID" client 10 "$(jq -c '.type = 7' <<<"$ev")"
+		beamreq "$ALICE_DID" client 11 "$(jq -c '.author = "alice"' <<<"$ev")"
+		# no "sig" in the line at all: ns-log checks it
+		beamreq "$ALICE_DID" client 12 "$(jq -c 'del(.sig)' <<<"$ev")"
+	} >"$BATS_TEST_TMPDIR/in"
+	run -0 --separate-stderr ns-verify --bus <"$BATS_TEST_TMPDIR/in"
+	[ "${#lines[@]}" -eq 12 ]
+	for i in 0 1 2 11; do
+		[ "${lines[i]}" = "$(sed -n "$((i + 1))p" "$BATS_TEST_TMPDIR/in")" ]
+	done
+	printf '%s\n' "$output" | sed -n 4,11p | jq -e -s '
+	    map({key: (.msg.id | tostring), value: .msg.error}) | from_entries as $e |
+	    ([range(4;8) | tostring | $e[.] | .code == -32002 and .data.reason == "bad_sig"] | all) and
+	    $e["4"].message == "signature does not verify" and
+	    $e["8"].data.reason == "forbidden" and
+	    ([range(9;12) | tostring | $e[.] | .data.reason == "bad_event"] | all)' >/dev/null
+}
+
 @test "ns-verify: --bus answers a malformed envelope bad_event, a forged one bad_sig" {
 	e1=$(mkenv 1 null "$SIGNED")
 	{
