@@ -295,9 +295,7 @@ parse_string(struct parser *p)
 	unsigned c;
 
 	/* Most strings are plain ASCII: take them straight from the input. */
-	while (i < p->len && s[i] >= 0x20 && s[i] < 0x80 && s[i] != '"' &&
-	    s[i] != '\\')
-		i++;
+	i += canon_plain_run(s + i, p->len - i);
 	if (i < p->len && s[i] == '"') {
 		if (i - start - 1 > INT_MAX)
 			return fail(p, start, "string too long");
@@ -324,9 +322,7 @@ parse_string(struct parser *p)
 			return fail(p, i, "raw control character 0x%02x in string",
 			    c);
 		} else if (c < 0x80) {
-			for (j = i + 1; j < p->len && s[j] >= 0x20 && s[j] < 0x80 &&
-			    s[j] != '"' && s[j] != '\\'; j++)
-				;
+			j = i + 1 + canon_plain_run(s + i + 1, p->len - i - 1);
 			buf_add(&p->tmp, s + i, j - i);
 			i = j;
 		} else {

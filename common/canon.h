@@ -4,6 +4,8 @@
 #define NS_CANON_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <string.h>
 
 #include <jv.h>
 
@@ -33,5 +35,33 @@ int canon_dump(jv v, const char *skip, struct buf *out);
 /* canon_dump(v, NULL, ...) into a new string (v borrowed).  Returns NULL
  * on error; the caller frees the result with free(). */
 char *canon_string(jv v);
+
+/* How many of s[0..n) lead as plain string bytes: 0x20-0x7f but '"' and
+ * '\\', which a string takes as they are.  Eight at a time: most of a
+ * line is such bytes (a beam's body, a signature, a DID), and the JSON
+ * scanners of every stage pass over each line. */
+static inline size_t
+canon_plain_run(const unsigned char *s, size_t n)
+{
+	const uint64_t ones = 0x0101010101010101ULL;
+	const uint64_t high = 0x8080808080808080ULL;
+	size_t i = 0;
+
+	for (; i + 8 <= n; i += 8) {
+		uint64_t x, q, b;
+
+		memcpy(&x, s + i, 8);
+		q = x ^ (ones * '"');
+		b = x ^ (ones * '\\');
+		/* a byte < 0x20, >= 0x80, == '"' or == '\\' */
+		if (((x - ones * 0x20) | x | ((q - ones) & ~q) |
+		    ((b - ones) & ~b)) & high)
+			break;
+	}
+	while (i < n && s[i] >= 0x20 && s[i] < 0x80 && s[i] != '"' &&
+	    s[i] != '\\')
+		i++;
+	return i;
+}
 
 #endif

@@ -97,9 +97,7 @@ string(struct chk *c, int *plain)
 		const unsigned char *q = c->p;
 
 		/* the common run of plain bytes */
-		while (q < c->e && *q >= 0x20 && *q < 0x80 && *q != '"' &&
-		    *q != '\\')
-			q++;
+		q += canon_plain_run(q, (size_t)(c->e - q));
 		c->p = q;
 		if (q >= c->e)
 			return -1;

@@ -158,3 +158,29 @@ EOF2
 	[ "$output" = "$(printf '%s\n' 0 0 7 -42 1796010617000001 \
 	    9007199254740992 -9007199254740992 - - - - - - - - - -)" ]
 }
+
+@test "span: a string's first special byte is found wherever it sits" {
+	# the scanners take plain bytes eight at a time: put each kind of
+	# special byte at every offset of strings longer and shorter than that
+	: >"$BATS_TEST_TMPDIR/in"
+	: >"$BATS_TEST_TMPDIR/want"
+	for n in $(seq 0 19); do
+		pre=$(printf "%${n}s" '' | tr ' ' a)
+		while IFS='|' read -r special want; do
+			s="\"$pre$(printf "$special")bcdefghijklmnop\""
+			printf '%s\n{"a":%s}\n' "$s" "$s" >>"$BATS_TEST_TMPDIR/in"
+			printf '%s\n%s\n' "$want" "${want% - *} ${want: -1} ${want: -1}" >>"$BATS_TEST_TMPDIR/want"
+		done <<'KINDS'
+\\"|1 1 - 1
+\\n|1 1 - 1
+\\u0041|0 0 - 1
+\303\251|1 1 - 1
+\001|0 0 - 0
+\177|1 1 - 1
+\377|0 0 - 0
+"x|0 0 - 0
+KINDS
+	done
+	"$SPANCHECK" <"$BATS_TEST_TMPDIR/in" >"$BATS_TEST_TMPDIR/out"
+	diff "$BATS_TEST_TMPDIR/want" "$BATS_TEST_TMPDIR/out"
+}
