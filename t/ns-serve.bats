@@ -910,6 +910,50 @@ EOF2
 	[ "$(count_lines a.out '.m == "space.info"')" -eq 1 ]
 }
 
+@test "ns-serve: a request in canonical form gets the answer any other form gets" {
+	# canonical text is taken apart without parsing it: every check must
+	# still be made
+	start_serve a
+	local l256 l257
+	l256=$(printf 'x%.0s' $(seq 256))
+	l257=x$l256
+	run -0 "$WSC" -p "$PORT" -k "$ALICE_KEY" <<EOF2
+{"id":1,"jsonrpc":"2.0","method":"nope","params":{}}
+{"id":2,"jsonrpc":"1.0","method":"space.info","params":{}}
+{"id":3,"jsonrpc":"2.0","method":"space.info","params":[]}
+{"id":true,"jsonrpc":"2.0","method":"space.info","params":{}}
+{"id":"$l257","jsonrpc":"2.0","method":"space.info","params":{}}
+{"id":4,"jsonrpc":"2.0","method":"node.head","params":{}}
+{"id":5,"jsonrpc":"2.0","method":"auth.login","params":{}}
+{"id":6,"jsonrpc":"2.0","params":{}}
+{"id":"$l256","jsonrpc":"2.0","method":"space.members","params":{"space":"x"}}
+{"id":null,"jsonrpc":"2.0","method":"space.history","params":{"a":[1,"é"]}}
+{"id":-7,"jsonrpc":"2.0","method":"space.info"}
+{"id":9,"jsonrpc":"2.0","method":"space.beam","params":{},"x":1}
+{"jsonrpc":"2.0","method":"space.join","params":{"space":"y"}}
+EOF2
+	err() {	# ID REASON
+		printf '%s\n' "${lines[@]}" | jq -e -s --argjson id "$1" --arg r "$2" \
+		    'map(select(.id == $id and .error.data.reason == $r)) | length == 1' >/dev/null
+	}
+	err 1 method_not_found
+	err 2 invalid_request
+	err 3 invalid_params
+	err 4 method_not_found
+	err 6 invalid_request
+	# id true and the 257-byte id: refused with id null
+	[ "$(printf '%s\n' "${lines[@]}" | jq -s 'map(select(.id == null and .error.data.reason == "invalid_request")) | length')" = 2 ]
+	# logged in already: auth.login is not a method of a session
+	printf '%s\n' "${lines[@]}" | jq -e -s 'map(select(.id == 5)) | length == 1 and .[0].error != null' >/dev/null
+	wait_until 5 has_line a.out '.m == "space.join"'
+	has_line a.out ".m == \"space.members\" and .id == \"$l256\" and .p == {space:\"x\"}"
+	grep -q '"m":"space.history",.*"id":null,"p":{"a":\[1,"é"\]}}$' a.out
+	has_line a.out '.m == "space.info" and .id == -7 and .p == {}'
+	has_line a.out '.m == "space.beam" and .id == 9 and .p == {}'
+	has_line a.out '.m == "space.join" and (has("id") | not) and .p == {space:"y"}'
+	[ "$(count_lines a.out '.m == "space.info"')" -eq 1 ]
+}
+
 @test "ns-serve: params that grow past the limit in canonical form are too_large" {
 	start_serve a --max-msg 20000
 	local nums

@@ -316,22 +316,90 @@ raw_params(const char *p, size_t len, jv_kind k, struct buf *out)
 	return 1;
 }
 
+/*
+ * What a request message says, taken apart.  v is the parsed message (the
+ * slow way), or invalid when the text was canonical and taken apart
+ * without building it: then params is the span of its params.
+ */
+struct req {
+	jv v, id;		/* owned */
+	int has_id;
+	const char *method;	/* in v or in the message text */
+	size_t mlen;
+	char mbuf[32];
+	jv_kind k;		/* of params */
+	struct span params;
+};
+
+/*
+ * The common case without building a value: a logged-in peer's request
+ * in RFC 8785 form (as ns-client and the node's own links send them),
+ * whose params go on as they stand.  Most of what a node takes in is
+ * this, and parsing it into jv cost more than all else ns-serve does with
+ * it.  1 with *q filled; 0 when anything is unusual (an error to answer,
+ * auth.login, a response, a dialing link): handle_msg parses it then.
+ */
+static int
+take_canonical(const struct conn *c, const char *p, size_t len,
+    struct req *q)
+{
+	static const char *const names[] = { "id", "jsonrpc", "method",
+	    "params" };
+	struct span v[4];
+
+	if (c->state != S_AUTH || c->outbound || len < 2 || p[0] != '{' ||
+	    !span_canonical(p, len) || span_get(p, len, names, v, 4) != 0 ||
+	    !v[1].p || v[1].len != 5 || memcmp(v[1].p, "\"2.0\"", 5) != 0 ||
+	    !v[2].p || span_str(v[2].p, v[2].len, q->mbuf,
+	    sizeof(q->mbuf)) != 0 || (v[3].p && v[3].p[0] != '{'))
+		return 0;
+	q->mlen = strlen(q->mbuf);
+	if (q->mlen == 10 && memcmp(q->mbuf, "auth.login", 10) == 0)
+		return 0;
+	q->has_id = v[0].p != NULL;
+	if (q->has_id) {
+		/* what id_problem takes: null, a string whose text is at
+		 * most ID_MAX bytes (escapes only make the text longer than
+		 * the string), a plain integer in range */
+		switch (v[0].p[0]) {
+		case 'n':
+			break;
+		case '"':
+			if (v[0].len - 2 > ID_MAX)
+				return 0;
+			break;
+		default:
+			if (!number_id_ok(v[0].p, v[0].len))
+				return 0;
+		}
+		q->id = canon_parse(v[0].p, v[0].len);
+		if (!jv_is_valid(q->id))
+			return 0;
+	}
+	q->v = jv_invalid();
+	q->method = q->mbuf;
+	q->k = v[3].p ? JV_KIND_OBJECT : JV_KIND_INVALID;
+	q->params = v[3];
+	return 1;
+}
+
 void
 handle_msg(struct conn *c, const char *p, size_t len)
 {
-	jv v = canon_parse(p, len), id = jv_invalid(), params = jv_invalid();
-	const char *method, *s, *why;
-	size_t mlen = 0;
-	jv_kind k;
-	int has_id;
+	struct req q = { .v = jv_invalid(), .id = jv_invalid() };
+	jv v, params = jv_invalid();
+	const char *s, *why;
+	int too_large = 0;
 	int64_t r;
 
-	if (node_flood(c)) {
-		jv_free(v);
+	if (node_flood(c))
 		return;
-	}
+	if (take_canonical(c, p, len, &q))
+		goto request;
+	q.v = v = canon_parse(p, len);
 	if (!jv_is_valid(v)) {
 		jv m = jv_invalid_get_msg(v);
+		q.v = jv_invalid();
 		if (!node_fault(c, "sent a message that is not JSON"))
 			send_error(c, jv_null(), E_PARSE,
 			    jv_get_kind(m) == JV_KIND_STRING ?
@@ -357,65 +425,66 @@ handle_msg(struct conn *c, const char *p, size_t len)
 		response(c, v);
 		goto out;
 	}
-	k = jsonl_kind(v, "id");
-	has_id = k != JV_KIND_INVALID;
-	if (has_id && (why = id_problem(v, p, len))) {
+	q.has_id = jsonl_kind(v, "id") != JV_KIND_INVALID;
+	if (q.has_id && (why = id_problem(v, p, len))) {
 		if (!node_fault(c, "sent a request with an id no request has"))
 			send_error(c, jv_null(), E_INVALID_REQUEST, why);
 		goto out;
 	}
-	if (has_id)
-		id = jsonl_get(v, "id");
+	if (q.has_id)
+		q.id = jsonl_get(v, "id");
 	s = jsonl_str(v, "jsonrpc");
-	method = method_of(v, &mlen);
-	if ((!s || strcmp(s, "2.0") != 0 || !method) && node_fault(c,
+	q.method = method_of(v, &q.mlen);
+	if ((!s || strcmp(s, "2.0") != 0 || !q.method) && node_fault(c,
 	    "sent a message that is not a JSON-RPC request"))
 		goto out;
-	if (!s || strcmp(s, "2.0") != 0 || !method) {
-		send_error(c, has_id ? jv_copy(id) : jv_null(),
-		    E_INVALID_REQUEST, !method ?
+	if (!s || strcmp(s, "2.0") != 0 || !q.method) {
+		send_error(c, q.has_id ? jv_copy(q.id) : jv_null(),
+		    E_INVALID_REQUEST, !q.method ?
 		    "method missing or not a string" :
 		    "jsonrpc must be \"2.0\"");
 		goto out;
 	}
-	if (!c->outbound && mlen == 10 && memcmp(method, "auth.login", 10) == 0) {
-		if (!has_id)
+	if (!c->outbound && q.mlen == 10 &&
+	    memcmp(q.method, "auth.login", 10) == 0) {
+		if (!q.has_id)
 			send_error(c, jv_null(), E_INVALID_REQUEST,
 			    "auth.login needs an id");
 		else
-			do_login(c, v, jv_copy(id));
+			do_login(c, v, jv_copy(q.id));
 		goto out;
 	}
+	q.k = jsonl_kind(v, "params");
+request:
 	if (c->state != S_AUTH) {
-		if (has_id)
-			send_error(c, jv_copy(id), E_UNAUTH, "log in first");
+		if (q.has_id)
+			send_error(c, jv_copy(q.id), E_UNAUTH, "log in first");
 		goto out;
 	}
-	if (!listed(c->node_role ? node_methods : client_methods, method,
-	    mlen)) {
-		if (has_id)
-			send_error(c, jv_copy(id), E_METHOD,
-			    listed(client_methods, method, mlen) ?
+	if (!listed(c->node_role ? node_methods : client_methods, q.method,
+	    q.mlen)) {
+		if (q.has_id)
+			send_error(c, jv_copy(q.id), E_METHOD,
+			    listed(client_methods, q.method, q.mlen) ?
 			    "method not allowed to nodes: a node submits "
 			    "events with node.submit" :
-			    listed(node_methods, method, mlen) ?
+			    listed(node_methods, q.method, q.mlen) ?
 			    "method allowed to nodes only" :
 			    "method not found");
 		goto out;
 	}
-	k = jsonl_kind(v, "params");
-	if (k != JV_KIND_INVALID && k != JV_KIND_OBJECT) {
-		if (has_id)
-			send_error(c, jv_copy(id), E_PARAMS,
+	if (q.k != JV_KIND_INVALID && q.k != JV_KIND_OBJECT) {
+		if (q.has_id)
+			send_error(c, jv_copy(q.id), E_PARAMS,
 			    "params must be an object");
 		goto out;
 	}
 	/* the cap is known only here; refusing before ns-log answers keeps
 	 * a client from believing in a subscription that was dropped */
-	if ((strcmp(method, "subscribe") == 0 ||
-	    strcmp(method, "stream.watch") == 0) && c->nsubs >= SUBS_MAX) {
-		if (has_id)
-			send_error(c, jv_copy(id), E_TOO_LARGE, "at most 256 "
+	if ((strcmp(q.method, "subscribe") == 0 ||
+	    strcmp(q.method, "stream.watch") == 0) && c->nsubs >= SUBS_MAX) {
+		if (q.has_id)
+			send_error(c, jv_copy(q.id), E_TOO_LARGE, "at most 256 "
 			    "subscriptions and watches per connection");
 		goto out;
 	}
@@ -425,33 +494,38 @@ handle_msg(struct conn *c, const char *p, size_t len)
 		acct_active(c->acct, now_ms());
 	if (c->acct && c->acct->inflight >= max_did_inflight &&
 	    acct_contended(c->acct, now_ms())) {
-		if (has_id)
-			send_error_data(c, jv_copy(id), E_BUSY, "too many "
+		if (q.has_id)
+			send_error_data(c, jv_copy(q.id), E_BUSY, "too many "
 			    "requests in progress for this DID; retry later",
 			    jv_object_set(jv_object(), jv_string("retryAfter"),
 			    jv_number(BUSY_RETRY_MS)));
 		goto out;
 	}
-	params = k == JV_KIND_OBJECT ? jsonl_get(v, "params") : jv_object();
 	buf_reset(&pbuf);
 	/* what one message may cost the ring is bounded after the
 	 * canonical form, which can be longer than what was sent; params
 	 * sent in canonical form already (as ns-client sends them) go on
 	 * as they are */
-	if ((!raw_params(p, len, k, &pbuf) &&
-	    canon_dump(params, NULL, &pbuf) != 0) ||
-	    pbuf.len + 512 + (has_id ? ID_MAX : 0) > line_max) {
-		if (has_id)
-			send_error(c, jv_copy(id), E_TOO_LARGE, "params are "
+	if (q.params.p)
+		buf_add(&pbuf, q.params.p, q.params.len);
+	else if (q.k != JV_KIND_OBJECT || !jv_is_valid(q.v))
+		buf_adds(&pbuf, "{}");
+	else if (!raw_params(p, len, q.k, &pbuf)) {
+		params = jsonl_get(q.v, "params");
+		too_large = canon_dump(params, NULL, &pbuf) != 0;
+	}
+	if (too_large || pbuf.len + 512 + (q.has_id ? ID_MAX : 0) > line_max) {
+		if (q.has_id)
+			send_error(c, jv_copy(q.id), E_TOO_LARGE, "params are "
 			    "too large once in canonical form");
 		goto out;
 	}
-	r = infl_add(c, id, listed(big_methods, method, mlen));
-	emit_request(c, method, id, r);
+	r = infl_add(c, q.id, listed(big_methods, q.method, q.mlen));
+	emit_request(c, q.method, q.id, r);
 out:
 	if (pbuf.cap > KEEP_MAX)
 		buf_free(&pbuf);
 	jv_free(params);
-	jv_free(id);
-	jv_free(v);
+	jv_free(q.id);
+	jv_free(q.v);
 }
