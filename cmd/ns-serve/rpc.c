@@ -373,8 +373,11 @@ take_canonical(const struct conn *c, const char *p, size_t len,
 				return 0;
 		}
 		q->id = canon_parse(v[0].p, v[0].len);
-		if (!jv_is_valid(q->id))
+		if (!jv_is_valid(q->id)) {
+			jv_free(q->id);
+			q->id = jv_invalid();
 			return 0;
+		}
 	}
 	q->v = jv_invalid();
 	q->method = q->mbuf;
