@@ -384,8 +384,8 @@ span_int(const char *v, size_t vlen, int64_t *n)
 
 	if (vlen > 0 && v[0] == '-')
 		neg = 1, i = 1;
-	/* up to 2^53, the integers a double (and so jv) holds exactly:
-	 * ns-serve's connection numbers have 16 digits */
+	/* up to 2^53 - 1, the integers a double (and so jv) holds exactly
+	 * and jsonl_int takes: ns-serve's connection numbers have 16 digits */
 	if (vlen == i || vlen - i > 16 || (v[i] == '0' && vlen - i > 1))
 		return -1;
 	for (; i < vlen; i++) {

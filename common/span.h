@@ -33,8 +33,8 @@ int span_canonical(const char *p, size_t len);
  * has no escapes and fits in outlen with its NUL: 0, else -1. */
 int span_str(const char *v, size_t vlen, char *out, size_t outlen);
 
-/* The largest magnitude span_int takes: 2^53. */
-#define SPAN_INT_MAX 9007199254740992LL
+/* The largest magnitude span_int takes: 2^53 - 1, as jsonl_int. */
+#define SPAN_INT_MAX 9007199254740991LL
 
 /* An integer value's text (-?[0-9]+, no leading zero, magnitude at most
  * SPAN_INT_MAX) in *n: 0, else -1. */
