@@ -37,6 +37,7 @@
 #define PROG "ns-verify"
 #define VALUE_MAX (1 << 20)
 #define BATCH_MAX 1024
+#define BUS_BATCH 64            /* --bus: lines checked before they go on */
 #define JOBS_MAX 64
 #define SPACE_SHOW 121          /* bytes of a space id in a message: the
                                    longest valid one */
@@ -666,9 +667,13 @@ main(int argc, char **argv)
 		unsigned long lineno;
 		const char *why;
 
-		/* gather what is already buffered, without blocking twice */
+		/* gather what is already buffered, without blocking twice.  In
+		 * a ring, a burst goes on in pieces of BUS_BATCH lines, each
+		 * as soon as it is checked: ns-log, the busiest stage, starts
+		 * on the first piece while this one checks the rest */
 		b.n = 0;
-		while (b.n < BATCH_MAX && (b.n == 0 || !jsonin_would_block(&in))) {
+		while (b.n < (b.bus ? BUS_BATCH : BATCH_MAX) &&
+		    (b.n == 0 || !jsonin_would_block(&in))) {
 			r = jsonin_next(&in, &p, &len, &lineno, &why);
 			if (r == JSONIN_EOF)
 				break;
@@ -716,7 +721,7 @@ main(int argc, char **argv)
 				die("stdout:");
 			item_clear(it);
 		}
-		if (jsonin_would_block(&in) && jsonl_flush() != 0)
+		if ((b.bus || jsonin_would_block(&in)) && jsonl_flush() != 0)
 			die("stdout:");
 	}
 	if (jsonl_flush() != 0)
