@@ -134,7 +134,14 @@ end_req() {
 client() {
 	local name=$1
 	shift
-	"$WSC" -p "$PORT" "$@" </dev/null >"$name.out" 2>"$name.err" 3>&- 5>&- 6>&- &
+	client_from /dev/null "$name" "$@"
+}
+
+# client_from FILE NAME [WSC OPTION...]: the same, its stdin from FILE.
+client_from() {
+	local in=$1 name=$2
+	shift 2
+	"$WSC" -p "$PORT" "$@" <"$in" >"$name.out" 2>"$name.err" 3>&- 5>&- 6>&- &
 	PIDS+=("$!")
 }
 
@@ -460,8 +467,7 @@ EOF
 @test "ns-serve: a subscribe over 256 per connection is refused at once" {
 	start_serve a
 	mkfifo c1.in
-	"$WSC" -p "$PORT" -k "$ALICE_KEY" --count 4 --timeout 20 <c1.in >c1.out 2>c1.err 3>&- 5>&- 6>&- &
-	PIDS+=("$!")
+	client_from c1.in c1 -k "$ALICE_KEY" --count 4 --timeout 20
 	exec 8>c1.in
 	wait_until 5 has_line a.out '.m == "conn.open"'
 	for i in $(seq 1 256); do
@@ -973,8 +979,7 @@ EOF2
 	    '{"jsonrpc":"2.0","id":3,"method":"space.info","params":{}}' \
 	    '{"jsonrpc":"2.0","method":"space.info","params":{}}' \
 	    '{"jsonrpc":"2.0","id":5,"method":"space.info","params":{}}' >reqs
-	"$WSC" -p "$PORT" -k "$BOB_KEY" --timeout 20 --count 5 <reqs >c2.out 2>c2.err 3>&- 5>&- 6>&- &
-	PIDS+=("$!")
+	client_from reqs c2 -k "$BOB_KEY" --timeout 20 --count 5
 	wait_until 5 has_line a.out '.m == "space.info" and .id == 2'
 	sleep 0.3
 	[ "$(count_lines a.out '.m == "space.info"')" -eq 2 ]
@@ -999,8 +1004,7 @@ EOF2
 	start_serve a
 	# 20 history pages, then a small request behind them
 	{ reqs space.history $(seq 1 20); reqs space.info 21; } >reqs
-	"$WSC" -p "$PORT" -k "$BOB_KEY" --timeout 20 --count 21 <reqs >c.out 2>c.err 3>&- 5>&- 6>&- &
-	PIDS+=("$!")
+	client_from reqs c -k "$BOB_KEY" --timeout 20 --count 21
 	wait_until 5 has_line a.out '.m == "space.history" and .id == 16'
 	sleep 0.3
 	[ "$(count_lines a.out '.m == "space.history"')" -eq 16 ]
@@ -1018,8 +1022,7 @@ EOF2
 @test "ns-serve: small requests fill all --max-inflight slots, large ones at most 16" {
 	start_serve a --max-inflight 300
 	reqs space.info $(seq 1 301) >reqs
-	"$WSC" -p "$PORT" -k "$BOB_KEY" --timeout 20 --count 301 <reqs >c.out 2>c.err 3>&- 5>&- 6>&- &
-	PIDS+=("$!")
+	client_from reqs c -k "$BOB_KEY" --timeout 20 --count 301
 	wait_until 5 has_line a.out '.m == "space.info" and .id == 300'
 	sleep 0.3
 	[ "$(count_lines a.out '.m == "space.info"')" -eq 300 ]
@@ -1033,14 +1036,14 @@ EOF2
 	# bob's first connection, idle: the second has all 4
 	client idle -k "$BOB_KEY" --count 9 --timeout 20
 	wait_until 5 has_line a.out '.m == "conn.open"'
-	reqs space.info 1 2 3 4 5 | "$WSC" -p "$PORT" -k "$BOB_KEY" --timeout 20 --count 9 >c1.out 2>c1.err 3>&- 5>&- 6>&- &
-	PIDS+=("$!")
+	reqs space.info 1 2 3 4 5 >reqs1
+	client_from reqs1 c1 -k "$BOB_KEY" --timeout 20 --count 9
 	wait_until 5 has_line a.out '.m == "space.info" and .id == 4'
 	sleep 0.3
 	[ "$(count_lines a.out '.m == "space.info"')" -eq 4 ]
 	# a third with a request in the node: two busy connections, 2 each
-	reqs space.info 11 12 13 | "$WSC" -p "$PORT" -k "$BOB_KEY" --timeout 20 --count 9 >c2.out 2>c2.err 3>&- 5>&- 6>&- &
-	PIDS+=("$!")
+	reqs space.info 11 12 13 >reqs2
+	client_from reqs2 c2 -k "$BOB_KEY" --timeout 20 --count 9
 	wait_until 5 has_line a.out '.m == "space.info" and .id == 12'
 	sleep 0.3
 	[ "$(count_lines a.out '.m == "space.info" and .id > 10')" -eq 2 ]
@@ -1061,15 +1064,15 @@ EOF2
 @test "ns-serve: one DID over --max-did-inflight is answered busy with a retry hint" {
 	start_serve a --max-inflight 4 --max-did-inflight 3
 	# alone on the node, alice is held back only by her connections' shares
-	reqs space.info 1 2 | "$WSC" -p "$PORT" -k "$ALICE_KEY" --timeout 20 --count 9 >c0.out 2>c0.err 3>&- 5>&- 6>&- &
-	PIDS+=("$!")
+	reqs space.info 1 2 >reqs0
+	client_from reqs0 c0 -k "$ALICE_KEY" --timeout 20 --count 9
 	wait_until 5 has_line a.out '.m == "space.info" and .id == 2'
-	reqs space.info 3 4 | "$WSC" -p "$PORT" -k "$ALICE_KEY" --timeout 20 --count 9 >c1.out 2>c1.err 3>&- 5>&- 6>&- &
-	PIDS+=("$!")
+	reqs space.info 3 4 >reqs1
+	client_from reqs1 c1 -k "$ALICE_KEY" --timeout 20 --count 9
 	wait_until 5 has_line a.out '.m == "space.info" and .id == 4'
 	# once carol uses the node too, alice gets her share and no more
-	reqs space.info 9 | "$WSC" -p "$PORT" -k "$CAROL_KEY" --timeout 20 --count 9 >c9.out 2>c9.err 3>&- 5>&- 6>&- &
-	PIDS+=("$!")
+	reqs space.info 9 >reqs9
+	client_from reqs9 c9 -k "$CAROL_KEY" --timeout 20 --count 9
 	wait_until 5 has_line a.out ".m == \"space.info\" and .did == \"$CAROL_DID\""
 	run -0 "$WSC" -p "$PORT" -k "$ALICE_KEY" --count 4 < <(reqs space.info 5 6)
 	assert_jq '.id == 5 and .error.code == -32008 and .error.data.reason == "busy" and .error.data.retryAfter > 0' "${lines[2]}"
