@@ -172,6 +172,8 @@ void handle_event(struct log *L, const struct bus_req *r, const char *method,
     const struct raw *raw, int unchecked, int64_t now, struct buf *out);
 void handle_space_beam(struct log *L, const struct bus_req *r,
     const struct raw *raw, int unchecked, int64_t now, struct buf *out);
+int take_space_beam(struct log *L, const char *line, size_t len,
+    int64_t now, struct bus_req *r, struct buf *out);
 void handle_beam_delete(struct log *L, const struct bus_req *r,
     int unchecked, int64_t now, struct buf *out);
 jv space_json(const struct space *sp);

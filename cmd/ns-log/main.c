@@ -227,7 +227,7 @@ run_bus(struct log *L, size_t batch)
 			const char *why;
 			size_t len;
 			char *p;
-			int rc = jsonin_next(&in, &p, &len, &lineno, &why), m;
+			int rc = jsonin_next(&in, &p, &len, &lineno, &why), m, taken;
 
 			if (rc == JSONIN_EOF) {
 				eof = 1;
@@ -266,16 +266,6 @@ run_bus(struct log *L, size_t batch)
 				n++;
 				continue;
 			}
-			if (bus_parse(p, len, &r) != 0) {
-				warn("line %lu: malformed %s request", lineno,
-				    methods[m]);
-				continue;
-			}
-			n++;
-			it->req = 1;
-			it->conn = r.conn;
-			it->r = r.r;
-			it->id = jv_copy(r.id);
 			if (!began) {
 				began = 1;
 				if (db_begin(L->db) != 0) {
@@ -285,7 +275,21 @@ run_bus(struct log *L, size_t batch)
 			}
 			if (now < 0)
 				now = jsonl_now_ms();
-			if (!L->failed)
+			/* most of a busy node's requests: decided from the
+			 * text when it is as ns-serve writes it */
+			taken = m == M_BEAM && !L->failed &&
+			    take_space_beam(L, p, len, now, &r, &out);
+			if (!taken && bus_parse(p, len, &r) != 0) {
+				warn("line %lu: malformed %s request", lineno,
+				    methods[m]);
+				continue;
+			}
+			n++;
+			it->req = 1;
+			it->conn = r.conn;
+			it->r = r.r;
+			it->id = jv_copy(r.id);
+			if (!taken && !L->failed)
 				handle(L, &r, m, !memmem(p, len, "\"sig\"", 5),
 				    now, p, len, &out);
 			bus_req_free(&r);

@@ -306,6 +306,58 @@ gone_of(struct log *L, const char *beam, int *err)
 	return t;
 }
 
+/*
+ * What follows the sequencing of a space.beam's ref (rc from sequence,
+ * with its seq, or e and why): the beam goes on to ns-beam with the
+ * answer, which ns-beam sends once the beam is durable too, or the refusal
+ * goes back.  The beam is text, its canonical text when known, else the
+ * value beam (consumed either way).  0, or -1 on a database failure,
+ * with nothing written.
+ */
+static int
+beam_sequenced(struct log *L, const struct bus_req *r, const struct span *text,
+    jv beam, const struct evinfo *ei, struct space *sp, int rc, int64_t seq,
+    enum bus_err e, const char *why, struct buf *out)
+{
+	jv p;
+
+	switch (rc) {
+	case SEQ_NEW:
+	case SEQ_DUP:
+		/* ns-beam stores it and answers; a repeat stores it again,
+		 * in case ns-beam lost it the first time.  {"beam","result"}
+		 * is in canonical order, the beam's text canonical already
+		 * when raw has it */
+		if (text->p) {
+			bus_request_head(out, "beam.store", r);
+			buf_adds(out, "{\"beam\":");
+			buf_add(out, text->p, text->len);
+			buf_adds(out, ",\"result\":");
+			bus_json(out, event_result(sp, ei, seq));
+			buf_adds(out, "}}\n");
+		} else {
+			p = jv_object_set(jv_object(), jv_string("beam"), beam);
+			beam = jv_invalid();
+			p = jv_object_set(p, jv_string("result"),
+			    event_result(sp, ei, seq));
+			bus_request(out, "beam.store", r, p);
+		}
+		if (rc == SEQ_NEW) {
+			publish(L, sp, out);
+			gossip_push(L, sp, out);
+		}
+		break;
+	case SEQ_REFUSED:
+		bus_error(out, r, e, why);
+		break;
+	default:
+		jv_free(beam);
+		return -1;
+	}
+	jv_free(beam);
+	return 0;
+}
+
 void
 handle_space_beam(struct log *L, const struct bus_req *r,
     const struct raw *raw, int unchecked, int64_t now, struct buf *out)
@@ -313,10 +365,10 @@ handle_space_beam(struct log *L, const struct bus_req *r,
 	jv ev = jsonl_get(r->params, "event");
 	jv beam = jsonl_get(r->params, "beam");
 	jv tomb = jv_invalid(), p;
-	const char *type, *why;
+	const char *type, *why = NULL;
 	struct evinfo ei;
 	struct space *sp;
-	enum bus_err e;
+	enum bus_err e = E_INTERNAL;
 	int64_t seq;
 	int err, rc;
 
@@ -389,38 +441,11 @@ handle_space_beam(struct log *L, const struct bus_req *r,
 		rc = SEQ_DUP;
 	} else
 		rc = sequence(L, ev, &ei, now, &sp, &seq, &e, &why);
-	switch (rc) {
-	case SEQ_NEW:
-	case SEQ_DUP:
-		/* ns-beam stores it and answers; a repeat stores it again,
-		 * in case ns-beam lost it the first time.  {"beam","result"}
-		 * is in canonical order, the beam's text canonical already
-		 * when raw has it */
-		if (raw->beam.p) {
-			bus_request_head(out, "beam.store", r);
-			buf_adds(out, "{\"beam\":");
-			buf_add(out, raw->beam.p, raw->beam.len);
-			buf_adds(out, ",\"result\":");
-			bus_json(out, event_result(sp, &ei, seq));
-			buf_adds(out, "}}\n");
-		} else {
-			p = jv_object_set(jv_object(), jv_string("beam"), beam);
-			beam = jv_invalid();
-			p = jv_object_set(p, jv_string("result"),
-			    event_result(sp, &ei, seq));
-			bus_request(out, "beam.store", r, p);
-		}
-		if (rc == SEQ_NEW) {
-			publish(L, sp, out);
-			gossip_push(L, sp, out);
-		}
-		break;
-	case SEQ_REFUSED:
-		bus_error(out, r, e, why);
-		break;
-	default:
+	rc = beam_sequenced(L, r, &raw->beam, beam, &ei, sp, rc, seq, e, why,
+	    out);
+	beam = jv_invalid();
+	if (rc != 0)
 		goto internal;
-	}
 	goto out;
 internal:
 	L->failed = 1;
@@ -429,6 +454,160 @@ out:
 	jv_free(tomb);
 	jv_free(beam);
 	jv_free(ev);
+}
+
+/* A C string from a string value's text with no escapes, printable ASCII
+ * but for '"' and '\\' (what DIDs, addresses, paths and ids are made of):
+ * 0, else -1. */
+static int
+plain_str(const struct span *v, char *out, size_t outlen)
+{
+	if (!v->p || span_str(v->p, v->len, out, outlen) != 0)
+		return -1;
+	for (const char *s = out; *s; s++)
+		if ((unsigned char)*s <= ' ' || (unsigned char)*s >= 0x7f)
+			return -1;
+	return 0;
+}
+
+/* 1 if the value's text is the string s, as canonical text spells it. */
+static int
+span_is(const struct span *v, const char *s)
+{
+	size_t n = strlen(s);
+
+	return v->p && v->len == n + 2 && v->p[0] == '"' &&
+	    memcmp(v->p + 1, s, n) == 0 && v->p[n + 1] == '"';
+}
+
+/*
+ * space.beam read from its text.  Nearly every request a busy node takes
+ * is a client's beam with its ref, written canonical by ns-serve: this
+ * takes the members it needs as spans of the line and decides the request
+ * as handle_space_beam does, without building the line as values.
+ * Anything else (a member missing, escaped or out of place, any fault, a
+ * deleted beam, another node's space, a database error) returns 0 before
+ * anything is done, and the line takes the full path, which has the
+ * answer for it.  This path only ever accepts what that one would.
+ *
+ * 1 when the request was decided and answered into out: *r then holds its
+ * conn, r and id (owned: bus_req_free) for the batch, and did and role,
+ * which point to storage kept until the next call.
+ */
+int
+take_space_beam(struct log *L, const char *line, size_t len, int64_t now,
+    struct bus_req *r, struct buf *out)
+{
+	/* the bus line's members in the order ns-serve writes them */
+	static const char *const top[] = { "m", "c", "r", "did", "role", "id",
+	    "p" };
+	static const char *const par[] = { "beam", "event" };
+	static const char *const evn[] = { "address", "author", "beam", "node",
+	    "sig", "space", "ts", "type" };
+	static const char *const bmn[] = { "author", "sig", "ts", "type" };
+	static struct {
+		char did[DIDKEY_MAX], role[16];
+	} keep;
+	char author[DIDKEY_MAX], node[DIDKEY_MAX], address[ADDRESS_MAX + 1];
+	char space[256], path[PATH_LEN + 1], id[HASH_ID_LEN + 1];
+	struct span t[7], pv[2], ev[8], bv[4];
+	const char *kid, *why = NULL;
+	enum bus_err e = E_INTERNAL;
+	struct evinfo ei;
+	struct space *sp;
+	int64_t conn = -1, rn = -1, ts, seq = 0;
+	size_t want = 1, kidlen;
+	int sptype, rc, err;
+
+	if (!L->address || span_get(line, len, top, t, 7) != 0)
+		return 0;
+	/* these members once each and nothing else, no whitespace: each is
+	 * its name, quotes and colon, its value, and a ',' or the '}' */
+	for (int i = 0; i < 7; i++)
+		if (t[i].p)
+			want += strlen(top[i]) + 3 + t[i].len + 1;
+	if (want != len || !span_is(&t[0], "space.beam") ||
+	    (t[1].p && span_int(t[1].p, t[1].len, &conn) != 0) ||
+	    (t[2].p && span_int(t[2].p, t[2].len, &rn) != 0) ||
+	    (t[3].p && plain_str(&t[3], keep.did, sizeof(keep.did)) != 0) ||
+	    (t[4].p && plain_str(&t[4], keep.role, sizeof(keep.role)) != 0) ||
+	    !t[6].p || t[6].p[0] != '{' || !span_canonical(t[6].p, t[6].len) ||
+	    span_get(t[6].p, t[6].len, par, pv, 2) != 0 ||
+	    !pv[0].p || pv[0].p[0] != '{' || pv[0].len > BEAM_MAX ||
+	    !pv[1].p || pv[1].p[0] != '{' || pv[1].len > EVENT_MAX)
+		return 0;
+	/* the ref: what check_event asks of a beam.ref */
+	if (span_get(pv[1].p, pv[1].len, evn, ev, 8) != 0 ||
+	    !span_is(&ev[7], "beam.ref") ||
+	    plain_str(&ev[1], author, sizeof(author)) != 0 ||
+	    !valid_did(author) ||
+	    !ev[6].p || span_int(ev[6].p, ev[6].len, &ts) != 0 || ts < 0 ||
+	    ts > now + SKEW_MS || !ev[4].p || ev[4].p[0] != '"' ||
+	    plain_str(&ev[5], space, sizeof(space)) != 0 ||
+	    space_parse(space, &sptype, &kid, &kidlen) != 0 ||
+	    plain_str(&ev[3], node, sizeof(node)) != 0 || !valid_did(node) ||
+	    plain_str(&ev[0], address, sizeof(address)) != 0 ||
+	    !valid_address(address) ||
+	    plain_str(&ev[2], path, sizeof(path)) != 0 ||
+	    beam_path_ok(path, author) != 0)
+		return 0;
+	/* what handle_space_beam and beam_check ask of it and its beam */
+	if (strcmp(node, L->node) != 0 || strcmp(address, L->address) != 0 ||
+	    span_get(pv[0].p, pv[0].len, bmn, bv, 4) != 0 ||
+	    !span_is(&bv[3], "beam") || !span_is(&bv[0], author) ||
+	    !bv[2].p || span_int(bv[2].p, bv[2].len, &ts) != 0 || ts < 0 ||
+	    !bv[1].p || bv[1].p[0] != '"')
+		return 0;
+	hash_id(pv[0].p, pv[0].len, id);
+	if (memcmp(path + PATH_LEN - HASH_ID_LEN, id, HASH_ID_LEN) != 0)
+		return 0;
+	/* a deleted beam, another node's space: the full path */
+	if ((rc = q(L, S_GONE_GET, "t", path)) != 0) {
+		if (rc == 1)
+			rst(L, S_GONE_GET);
+		return 0;
+	}
+	sp = space_find(L, space, &err);
+	if (err || !owns(L, sp))
+		return 0;
+
+	memset(r, 0, sizeof(*r));
+	r->line = r->params = jv_invalid();
+	r->id = t[5].p ? canon_parse(t[5].p, t[5].len) : jv_invalid();
+	if (t[5].p && !jv_is_valid(r->id)) {
+		jv_free(r->id);
+		r->id = jv_invalid();
+		return 0;
+	}
+	r->method = "space.beam";
+	r->conn = conn;
+	r->r = rn;
+	r->did = t[3].p ? keep.did : NULL;
+	r->role = t[4].p ? keep.role : NULL;
+
+	/* the event's text and id, as check_event leaves them for append */
+	memset(&ei, 0, sizeof(ei));
+	ei.type = T_REF;
+	ei.space = space;
+	ei.sptype = sptype;
+	ei.author = author;
+	ei.node = node;
+	ei.address = address;
+	ei.beam = path;
+	span_int(ev[6].p, ev[6].len, &ei.ts);
+	buf_reset(&L->evtext);
+	buf_add(&L->evtext, pv[1].p, pv[1].len);
+	hash_id(pv[1].p, pv[1].len, ei.id);
+	memcpy(L->evtext_id, ei.id, sizeof(L->evtext_id));
+
+	rc = sequence(L, jv_invalid(), &ei, now, &sp, &seq, &e, &why);
+	if (beam_sequenced(L, r, &pv[0], jv_invalid(), &ei, sp, rc, seq, e,
+	    why, out) != 0) {
+		L->failed = 1;
+		bus_error(out, r, E_INTERNAL,
+		    "the node failed to store the event");
+	}
+	return 1;
 }
 
 /* The shape of a tombstone (borrowed): 0, or -1 with *e and *why. */
