@@ -407,6 +407,7 @@ apply(struct log *L, struct space **spp, const struct evinfo *ei)
 {
 	struct space *sp = *spp;
 	char rt[80];
+	int rc;
 
 	switch (ei->type) {
 	case T_CREATE:
@@ -440,6 +441,9 @@ apply(struct log *L, struct space **spp, const struct evinfo *ei)
 		sp->rules = ei->rules;
 		return 0;
 	case T_REF:
+		/* a beam referred to twice in a space is kept once */
+		if ((rc = exists(L, S_REF_HAS, sp->id, ei->beam, NULL)) != 0)
+			return rc < 0 ? -1 : 0;
 		return q(L, S_REF_INS, "ttttt", sp->id, ei->beam, ei->author,
 		    ei->node, ei->address) < 0 ? -1 : 0;
 	case T_TOMB:

@@ -60,9 +60,11 @@ static const char *const sqls[S_N] = {
 	/* refs are found by the end of the beam's path (migration 6) */
 	[S_REF_GET] = "SELECT 1 FROM refs WHERE " REF_IS("2")
 	    " AND space = ?1 AND author = ?3",
+	[S_REF_HAS] = "SELECT 1 FROM refs WHERE " REF_IS("2") " AND space = ?1",
+	/* not INSERT ... SELECT ... WHERE NOT EXISTS: reading the table it
+	 * writes, that copies the row through a temporary table */
 	[S_REF_INS] = "INSERT INTO refs (space, beam, author, node, address) "
-	    "SELECT ?1, ?2, ?3, ?4, ?5 WHERE NOT EXISTS (SELECT 1 FROM refs "
-	    "WHERE " REF_IS("2") " AND space = ?1)",
+	    "VALUES (?1, ?2, ?3, ?4, ?5)",
 	[S_REF_SPACES] = "SELECT space FROM refs WHERE " REF_IS("1")
 	    " ORDER BY space",
 	[S_REF_AUTHOR] = "SELECT space FROM refs WHERE " REF_IS("1")
@@ -208,7 +210,7 @@ const char *const migrations[] = {
 	"ALTER TABLE refs5 RENAME TO refs;"
 	"CREATE UNIQUE INDEX refs_beam ON refs (beam, space);",
 	/* 6: refs found by the end of the beam's path (REF_IS); a ref
-	 * named twice in a space is kept once by S_REF_INS */
+	 * named twice in a space is kept once (S_REF_HAS) */
 	"DROP INDEX refs_beam;"
 	"CREATE INDEX refs_tail ON refs (substr(beam, -12));",
 };
