@@ -123,6 +123,19 @@ bus_json(struct buf *out, jv v)
 	jv_free(v);
 }
 
+void
+bus_str(struct buf *out, const char *s)
+{
+	size_t n = strlen(s);
+
+	if (canon_plain_run((const unsigned char *)s, n) != n) {
+		bus_str(out, s);
+		return;
+	}
+	buf_addc(out, '"');
+	buf_add(out, s, n);
+	buf_addc(out, '"');
+}
 
 void
 bus_send(struct buf *out, int64_t conn, jv msg)
@@ -136,7 +149,7 @@ void
 bus_publish(struct buf *out, const char *space, jv msg)
 {
 	buf_adds(out, "{\"pub\":");
-	bus_json(out, jv_string(space));
+	bus_str(out, space);
 	buf_adds(out, ",\"msg\":");
 	bus_json(out, msg);
 	buf_adds(out, "}\n");
@@ -156,7 +169,7 @@ bus_subscribe(struct buf *out, int64_t conn, const char *space, int on)
 {
 	buf_addf(out, "{\"%s\":%lld,\"space\":", on ? "sub" : "unsub",
 	    (long long)conn);
-	bus_json(out, jv_string(space));
+	bus_str(out, space);
 	buf_adds(out, "}\n");
 }
 
@@ -165,7 +178,7 @@ bus_close(struct buf *out, int64_t conn, int code, const char *reason)
 {
 	buf_addf(out, "{\"close\":%lld,\"code\":%d,\"reason\":", (long long)conn,
 	    code);
-	bus_json(out, jv_string(reason));
+	bus_str(out, reason);
 	buf_adds(out, "}\n");
 }
 
@@ -256,18 +269,22 @@ bus_request_head(struct buf *out, const char *method,
     const struct bus_req *r)
 {
 	buf_adds(out, "{\"m\":");
-	bus_json(out, jv_string(method));
-	if (r && r->conn >= 0)
-		buf_addf(out, ",\"c\":%lld", (long long)r->conn);
-	if (r && r->conn >= 0 && r->r >= 0)
-		buf_addf(out, ",\"r\":%lld", (long long)r->r);
+	bus_str(out, method);
+	if (r && r->conn >= 0) {
+		buf_adds(out, ",\"c\":");
+		buf_addi(out, r->conn);
+	}
+	if (r && r->conn >= 0 && r->r >= 0) {
+		buf_adds(out, ",\"r\":");
+		buf_addi(out, r->r);
+	}
 	if (r && r->did) {
 		buf_adds(out, ",\"did\":");
-		bus_json(out, jv_string(r->did));
+		bus_str(out, r->did);
 	}
 	if (r && r->role) {
 		buf_adds(out, ",\"role\":");
-		bus_json(out, jv_string(r->role));
+		bus_str(out, r->role);
 	}
 	if (r && jv_is_valid(r->id)) {
 		buf_adds(out, ",\"id\":");

@@ -84,6 +84,9 @@ const char *bus_err_reason(enum bus_err e);
 /* Append the canonical form of v (consumed) to out ("null" if v cannot be
  * written, which no parsed value is). */
 void bus_json(struct buf *out, jv v);
+/* The same for the string s: bus_json(out, jv_string(s)), without making
+ * a value when s needs no escape (a DID, a space id, a path). */
+void bus_str(struct buf *out, const char *s);
 void bus_send(struct buf *out, int64_t conn, jv msg);
 void bus_publish(struct buf *out, const char *space, jv msg);
 /* A JSON-RPC notification object {"jsonrpc":"2.0","method","params"}. */

@@ -98,9 +98,9 @@ static void
 add_node(struct buf *out, const char *did, const char *address)
 {
 	buf_adds(out, "{\"node\":");
-	bus_json(out, jv_string(did));
+	bus_str(out, did);
 	buf_adds(out, ",\"address\":");
-	bus_json(out, jv_string(address));
+	bus_str(out, address);
 	buf_addc(out, '}');
 }
 
@@ -124,7 +124,7 @@ gossip_push(struct log *L, struct space *sp, struct buf *out)
 	if (nk == 0 && nl == 0)
 		return;		/* a space of one node */
 	buf_adds(out, "{\"m\":\"gossip.push\",\"p\":{\"space\":");
-	bus_json(out, jv_string(sp->id));
+	bus_str(out, sp->id);
 	buf_addf(out, ",\"seq\":%lld,\"hash\":\"%s\",\"owner\":",
 	    (long long)sp->head, sp->hash);
 	add_node(out, sp->node, sp->address);
@@ -157,11 +157,11 @@ gossip_follow(struct log *L, const char *id, const char *node,
 
 	sp = space_find(L, id, &err);
 	buf_adds(out, "{\"m\":\"gossip.follow\",\"p\":{\"space\":");
-	bus_json(out, jv_string(id));
+	bus_str(out, id);
 	buf_adds(out, ",\"owner\":{\"node\":");
 	bus_json(out, node && *node ? jv_string(node) : jv_null());
 	buf_adds(out, ",\"address\":");
-	bus_json(out, jv_string(address));
+	bus_str(out, address);
 	buf_addf(out, "},\"head\":%lld,\"hash\":\"%s\",\"nodes\":[",
 	    sp ? (long long)sp->head : 0LL, sp ? sp->hash : "");
 	if (sp)
@@ -218,7 +218,7 @@ maybe_unfollow(struct log *L, struct space *sp, struct buf *out)
 	if (q(L, S_FOLLOW_DEL, "t", sp->id) < 0)
 		return;
 	buf_adds(out, "{\"m\":\"gossip.unfollow\",\"p\":{\"space\":");
-	bus_json(out, jv_string(sp->id));
+	bus_str(out, sp->id);
 	buf_adds(out, "}}\n");
 }
 
@@ -226,9 +226,9 @@ static void
 behind(const char *space, int64_t head, const char *node, struct buf *out)
 {
 	buf_adds(out, "{\"m\":\"gossip.behind\",\"p\":{\"space\":");
-	bus_json(out, jv_string(space));
+	bus_str(out, space);
 	buf_addf(out, ",\"head\":%lld,\"node\":", (long long)head);
-	bus_json(out, jv_string(node));
+	bus_str(out, node);
 	buf_adds(out, "}}\n");
 }
 
@@ -369,7 +369,7 @@ note_tombstone(struct log *L, jv t, const char *beam, const char *author,
 	q(L, S_GONE_INS, "ttb", beam, author, L->scratch.p,
 	    (int)L->scratch.len);
 	buf_adds(out, "{\"m\":\"beam.uncache\",\"p\":{\"beam\":");
-	bus_json(out, jv_string(beam));
+	bus_str(out, beam);
 	buf_adds(out, ",\"tombstone\":");
 	buf_add(out, L->scratch.p, L->scratch.len);
 	buf_adds(out, "}}\n");
@@ -418,10 +418,10 @@ handle_head(struct log *L, const struct bus_req *r, struct buf *out)
 		behind(sp->id, sp->head, r->did, out);
 	} else if (head < sp->head) {
 		buf_adds(out, "{\"m\":\"gossip.ahead\",\"p\":{\"space\":");
-		bus_json(out, jv_string(sp->id));
+		bus_str(out, sp->id);
 		buf_addf(out, ",\"head\":%lld,\"hash\":\"%s\",\"node\":",
 		    (long long)sp->head, sp->hash);
-		bus_json(out, jv_string(r->did));
+		bus_str(out, r->did);
 		buf_adds(out, "}}\n");
 	} else if (hash && head > 0 && strcmp(hash, sp->hash) != 0) {
 		warn("%.80s: seq %lld: %.60s holds another envelope than this "
@@ -538,18 +538,18 @@ submit_remote(struct log *L, const struct bus_req *r, jv ev,
 	buf_adds(out, "{\"m\":\"peer.send\",\"p\":{");
 	if (*node) {
 		buf_adds(out, "\"node\":");
-		bus_json(out, jv_string(node));
+		bus_str(out, node);
 		buf_addc(out, ',');
 	}
 	buf_adds(out, "\"address\":");
-	bus_json(out, jv_string(address));
+	bus_str(out, address);
 	buf_addf(out, ",\"msg\":{\"id\":\"%s\",\"jsonrpc\":\"2.0\","
 	    "\"method\":\"node.submit\",\"params\":{", p->id);
 	if (ei->type == T_TOMB) {
 		buf_adds(out, "\"event\":");
 		bus_json(out, jv_copy(ev));
 		buf_adds(out, ",\"space\":");
-		bus_json(out, jv_string(ei->space));
+		bus_str(out, ei->space);
 	} else {
 		buf_adds(out, "\"event\":");
 		bus_json(out, jv_copy(ev));
@@ -612,9 +612,9 @@ pend_answer(struct log *L, struct pend *p, jv res, const char *from,
 		jv_free(data);
 		if (p->beam) {
 			buf_adds(out, "{\"m\":\"beam.drop\",\"p\":{\"beam\":");
-			bus_json(out, jv_string(p->beam));
+			bus_str(out, p->beam);
 			buf_adds(out, ",\"space\":");
-			bus_json(out, jv_string(p->space));
+			bus_str(out, p->space);
 			buf_adds(out, "}}\n");
 		}
 		jv_free(err);
@@ -797,17 +797,17 @@ outbox_send(struct log *L, int64_t now, struct buf *out)
 			buf_adds(out, "{\"m\":\"peer.send\",\"p\":{");
 			if (*node) {
 				buf_adds(out, "\"node\":");
-				bus_json(out, jv_string(node));
+				bus_str(out, node);
 				buf_addc(out, ',');
 			}
 			buf_adds(out, "\"address\":");
-			bus_json(out, jv_string(address));
+			bus_str(out, address);
 			buf_addf(out, ",\"msg\":{\"id\":\"log:out:%lld\","
 			    "\"jsonrpc\":\"2.0\",\"method\":\"node.submit\","
 			    "\"params\":{\"event\":", (long long)due[i].id);
 			buf_adds(out, due[i].event);
 			buf_adds(out, ",\"space\":");
-			bus_json(out, jv_string(due[i].space));
+			bus_str(out, due[i].space);
 			buf_adds(out, "}}}}\n");
 		}
 		free(due[i].space);
@@ -993,8 +993,8 @@ peer_bad(const char *did, const char *why, struct buf *out)
 {
 	warn("node %.60s %s", did, why);
 	buf_adds(out, "{\"m\":\"peer.bad\",\"p\":{\"node\":");
-	bus_json(out, jv_string(did));
+	bus_str(out, did);
 	buf_adds(out, ",\"reason\":");
-	bus_json(out, jv_string(why));
+	bus_str(out, why);
 	buf_adds(out, "}}\n");
 }

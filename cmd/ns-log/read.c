@@ -186,7 +186,7 @@ handle_history(struct log *L, const struct bus_req *r, struct buf *out)
 	else
 		buf_adds(out, "null");
 	buf_adds(out, ",\"space\":");
-	bus_json(out, jv_string(sp->id));
+	bus_str(out, sp->id);
 	buf_adds(out, "}}}\n");
 }
 

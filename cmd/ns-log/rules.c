@@ -120,7 +120,17 @@ beam_path_ok(const char *beam, const char *author)
 		    raw, sizeof(raw), &n) != 0 || n != sizeof(raw))
 			return -1;
 	if (author) {
-		hash_id(author, strlen(author), h);
+		/* the last author's hash: most refs come in runs by one */
+		static char last[DIDKEY_MAX], lasth[HASH_ID_LEN + 1];
+
+		if (strcmp(author, last) != 0) {
+			hash_id(author, strlen(author), h);
+			if (strlen(author) < sizeof(last)) {
+				memcpy(last, author, strlen(author) + 1);
+				memcpy(lasth, h, sizeof(lasth));
+			}
+		} else
+			memcpy(h, lasth, sizeof(h));
 		if (memcmp(beam + 5, h, HASH_ID_LEN) != 0)
 			return -1;
 	}
@@ -482,21 +492,29 @@ append(struct log *L, struct space *sp, jv ev, const char *evid, int64_t ts,
 	buf_adds(&L->scratch, L->node);
 	if (seq == 1)
 		buf_adds(&L->scratch, "\",\"prev\":null");
-	else
-		buf_addf(&L->scratch, "\",\"prev\":\"%s\"", sp->hash);
-	buf_addf(&L->scratch, ",\"seq\":%lld,", (long long)seq);
+	else {
+		buf_adds(&L->scratch, "\",\"prev\":\"");
+		buf_adds(&L->scratch, sp->hash);
+		buf_addc(&L->scratch, '"');
+	}
+	buf_adds(&L->scratch, ",\"seq\":");
+	buf_addi(&L->scratch, seq);
+	buf_addc(&L->scratch, ',');
 	cut = L->scratch.len;	/* "sig" goes here, between seq and space */
 	buf_adds(&L->scratch, "\"space\":\"");
 	buf_adds(&L->scratch, sp->id);
-	buf_addf(&L->scratch, "\",\"ts\":%lld,\"type\":\"envelope\"}",
-	    (long long)now);
+	buf_adds(&L->scratch, "\",\"ts\":");
+	buf_addi(&L->scratch, now);
+	buf_adds(&L->scratch, ",\"type\":\"envelope\"}");
 	key_sign(L->key, (const unsigned char *)L->scratch.p, L->scratch.len,
 	    sig);
 	b64url_encode(sig, sizeof(sig), sig64);
 	/* and with it, in body */
 	buf_reset(&L->body);
 	buf_add(&L->body, L->scratch.p, cut);
-	buf_addf(&L->body, "\"sig\":\"%s\",", sig64);
+	buf_adds(&L->body, "\"sig\":\"");
+	buf_add(&L->body, sig64, SIG_B64_LEN);
+	buf_adds(&L->body, "\",");
 	buf_add(&L->body, L->scratch.p + cut, L->scratch.len - cut);
 	hash_id(L->body.p, L->body.len, hash);
 	if (q(L, S_ENV_INS, "tiittb", sp->id, seq, ts, evid, hash, L->body.p,

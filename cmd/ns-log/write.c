@@ -61,7 +61,7 @@ publish(struct log *L, const struct space *sp, struct buf *out)
 {
 	/* msg is {"jsonrpc","method","params"}, already in canonical order */
 	buf_adds(out, "{\"pub\":");
-	bus_json(out, jv_string(sp->id));
+	bus_str(out, sp->id);
 	buf_adds(out, ",\"msg\":{\"jsonrpc\":\"2.0\",\"method\":\"event\","
 	    "\"params\":");
 	buf_add(out, L->body.p, L->body.len);
@@ -332,9 +332,16 @@ beam_sequenced(struct log *L, const struct bus_req *r, const struct span *text,
 			bus_request_head(out, "beam.store", r);
 			buf_adds(out, "{\"beam\":");
 			buf_add(out, text->p, text->len);
-			buf_adds(out, ",\"result\":");
-			bus_json(out, event_result(sp, ei, seq));
-			buf_adds(out, "}}\n");
+			/* event_result of a beam.ref, in canonical order */
+			buf_adds(out, ",\"result\":{\"beam\":");
+			bus_str(out, ei->beam);
+			buf_adds(out, ",\"eventId\":");
+			bus_str(out, ei->id);
+			buf_adds(out, ",\"seq\":");
+			buf_addi(out, seq);
+			buf_adds(out, ",\"space\":");
+			bus_str(out, sp->id);
+			buf_adds(out, "}}}\n");
 		} else {
 			p = jv_object_set(jv_object(), jv_string("beam"), beam);
 			beam = jv_invalid();
@@ -427,9 +434,9 @@ handle_space_beam(struct log *L, const struct bus_req *r,
 		if (submit_remote(L, r, ev, &ei, sp, ei.beam, out) != 0) {
 			/* nobody to hand it to: the beam must not stay */
 			buf_adds(out, "{\"m\":\"beam.drop\",\"p\":{\"beam\":");
-			bus_json(out, jv_string(ei.beam));
+			bus_str(out, ei.beam);
 			buf_adds(out, ",\"space\":");
-			bus_json(out, jv_string(ei.space));
+			bus_str(out, ei.space);
 			buf_adds(out, "}}\n");
 		}
 		goto out;
