@@ -37,7 +37,7 @@
 #define PROG "ns-verify"
 #define VALUE_MAX (1 << 20)
 #define BATCH_MAX 1024
-#define BUS_BATCH 64            /* --bus: lines checked before they go on */
+#define BUS_BATCH 32            /* --bus: lines checked before they go on */
 #define JOBS_MAX 64
 #define SPACE_SHOW 121          /* bytes of a space id in a message: the
                                    longest valid one */
