@@ -129,7 +129,7 @@ bus_str(struct buf *out, const char *s)
 	size_t n = strlen(s);
 
 	if (canon_plain_run((const unsigned char *)s, n) != n) {
-		bus_str(out, s);
+		bus_json(out, jv_string(s));
 		return;
 	}
 	buf_addc(out, '"');

@@ -184,3 +184,23 @@ KINDS
 	"$SPANCHECK" <"$BATS_TEST_TMPDIR/in" >"$BATS_TEST_TMPDIR/out"
 	diff "$BATS_TEST_TMPDIR/want" "$BATS_TEST_TMPDIR/out"
 }
+
+@test "span: bus_str writes a string as bus_json does, special or not" {
+	# stages write DIDs, space ids and paths without making a value;
+	# anything that needs an escape, or is not UTF-8, takes bus_json
+	printf '%b\n' 'did:key:z6Mkon3Necd6NkkyfoGoHxid2znGc59LU3K7mubaRcFbLfLX' \
+	    '' 'a"b' 'a\\b' 'tab\there' 'caf\303\251' 'del\177' 'bad\377byte' \
+	    '\001' >"$BATS_TEST_TMPDIR/in"
+	run -0 "$SPANCHECK" --str <"$BATS_TEST_TMPDIR/in"
+	[ "${#lines[@]}" -eq 9 ]
+	for l in "${lines[@]}"; do
+		[ "${l%% *}" = 1 ]
+	done
+	[ "${lines[0]}" = '1 "did:key:z6Mkon3Necd6NkkyfoGoHxid2znGc59LU3K7mubaRcFbLfLX"' ]
+	[ "${lines[1]}" = '1 ""' ]
+	[ "${lines[2]}" = '1 "a\"b"' ]
+	[ "${lines[3]}" = '1 "a\\b"' ]
+	[ "${lines[4]}" = '1 "tab\there"' ]
+	[ "${lines[5]}" = "1 \"café\"" ]
+	[ "${lines[8]}" = '1 "\u0001"' ]
+}

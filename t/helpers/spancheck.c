@@ -6,12 +6,15 @@
  *   (1 well formed, 0 not, - not an object), whether canon_parse takes it.
  * span_canonical may say 0 for canonical text, never 1 for text that is not.
  * With --int it prints, for each line, span_int's number or "-".
+ * With --str it prints, for each line, 1 if common/bus.c's bus_str writes
+ * it as bus_json(jv_string(line)) does (0 if not), and what bus_str wrote.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "buf.h"
+#include "bus.h"
 #include "canon.h"
 #include "span.h"
 
@@ -23,6 +26,8 @@ main(int argc, char **argv)
 	ssize_t n;
 	struct buf out = BUF_INIT;
 	int ints = argc > 1 && strcmp(argv[1], "--int") == 0;
+	int strs = argc > 1 && strcmp(argv[1], "--str") == 0;
+	struct buf ref = BUF_INIT;
 
 	while ((n = getline(&line, &cap, stdin)) > 0) {
 		static const char *const names[] = { "a" };
@@ -32,6 +37,16 @@ main(int argc, char **argv)
 
 		if (line[n - 1] == '\n')
 			line[--n] = '\0';
+		if (strs) {
+			buf_reset(&out);
+			buf_reset(&ref);
+			bus_str(&out, line);
+			bus_json(&ref, jv_string(line));
+			printf("%d %.*s\n", out.len == ref.len &&
+			    memcmp(out.p, ref.p, out.len) == 0, (int)out.len,
+			    out.p);
+			continue;
+		}
 		if (ints) {
 			int64_t x;
 
@@ -54,5 +69,6 @@ main(int argc, char **argv)
 	}
 	free(line);
 	buf_free(&out);
+	buf_free(&ref);
 	return 0;
 }
