@@ -11,6 +11,8 @@
 #   BENCH_N         events for the sign/verify figures (default 50000)
 #   BENCH_INGEST    signed beams per client connection, 4 connections
 #                   (default 10000)
+#   BENCH_ROUNDS    rounds of each ingest that has a goal, each on a new
+#                   node; the goal is judged on their median (default 3)
 #   BENCH_FANOUT_S  seconds of publishing, to 100 subscribers at 500
 #                   events/s and to 500 at 100 events/s (default 4)
 #   BENCH_BLAST     events of the fan-out blast to 100 subscribers
@@ -31,6 +33,7 @@ PATH=$NS_BIN:$PATH
 export PATH
 N=${BENCH_N:-50000}
 IN=${BENCH_INGEST:-10000}
+ROUNDS=${BENCH_ROUNDS:-3}
 FS=${BENCH_FANOUT_S:-4}
 BLAST=${BENCH_BLAST:-3000}
 ACKN=${BENCH_ACK:-2000}
@@ -329,9 +332,6 @@ ingest() {
 		cat "$tmp"/err.* | head -3 | sed 's/^/      /'
 		trouble=1
 	fi
-	[ "$goal" = - ] && return 0
-	sum_line "ingest ($label)" "$INGEST_RATIO x raw verify" \
-	    "[goal $goal] $(goal_ge "$INGEST_RATIO" "$goal")"
 }
 
 # --- set-up ---------------------------------------------------------------
@@ -409,11 +409,28 @@ for cfg in "4 connections, sync full, 1 verify thread|4|full|1|0.55" \
 	IFS='|' read -r label conns sync jobs goal <<EOF
 $cfg
 EOF
-	NS_SYNC=$sync NS_VERIFY_JOBS=$jobs node_start "ingest-$conns-$sync-$jobs"
-	create_channel
-	ingest "$label" "$IN" "$conns" "$goal"
-	node_stop
-	[ "${STOP_S%.*}" -lt 3 ] || stop_note=$STOP_S
+	# the machine's speed swings by a third within seconds, on a scale
+	# of one round: a goal is judged on the median of a few rounds,
+	# each on a new node and each against its own reference
+	n=1
+	[ "$goal" = - ] || n=$ROUNDS
+	ratios=
+	for round in $(seq 1 "$n"); do
+		NS_SYNC=$sync NS_VERIFY_JOBS=$jobs \
+		    node_start "ingest-$conns-$sync-$jobs-$round"
+		create_channel
+		[ "$n" -eq 1 ] || echo "round $round of $n:"
+		ingest "$label" "$IN" "$conns" "$goal"
+		node_stop
+		[ "${STOP_S%.*}" -lt 3 ] || stop_note=$STOP_S
+		ratios="$ratios $INGEST_RATIO"
+	done
+	[ "$goal" = - ] && continue
+	med=$(printf '%s\n' $ratios | sort -n | awk '{ v[NR] = $1 }
+	    END { print v[int((NR + 1) / 2)] }')
+	echo "ingest ($label): median of $n rounds $med x raw verify (rounds:$ratios)"
+	sum_line "ingest ($label)" "$med x raw verify" \
+	    "[goal $goal] $(goal_ge "$med" "$goal") (rounds:$ratios)"
 done
 fi
 
