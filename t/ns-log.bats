@@ -873,8 +873,8 @@ line() {
 	    '{type:"beam.ref",space:$s,beam:$b,node:$n,address:$a}')")
 	gone=$(mkbeam "$AK" '{"type":"beam","title":"to be deleted"}')
 	GP=$(bpath_of "$gone")
-	# cb DID ID EVENT BEAM [TOP]: the line as ns-serve writes it, with TOP
-	# (a jq object) after id
+	# cb DID ID EVENT BEAM [IDTEXT]: the line as ns-serve writes it;
+	# IDTEXT stands in for ,"id":ID (empty: a notification)
 	cb() {
 		printf '{"m":"space.beam","c":7,"r":%s,"did":"%s","role":"client"%s,"p":%s}\n' \
 		    "$2" "$1" "${5-,\"id\":$2}" "$(jq -nc --argjson e "$3" \
@@ -886,7 +886,7 @@ line() {
 		cb "$B" 3 "$(refto "$BK" "$CH" "$BP")" "$bobs"	# not a member
 		cb "$A" 4 "$(refto "$AK" "$CH" "$P")" "$other"	# wrong hash
 		cb "$A" 5 "$(refto "$AK" "$CH" "$BP")" "$bobs"	# bob's beam
-		cb "$A" 19 "$(refto "$AK" "$CH" "${P%/*}/${BP##*/}")" "$bobs"	# and so
+		cb "$A" 19 "$(refto "$AK" "$CH" "${P%/*}/${BP##*/}")" "$bobs"	# under alice's path
 		cb "$A" 6 "$(refto "$AK" "$CH" "$P" "$B")" "$beam"	# another node
 		cb "$A" 7 "$soon" "$beam"				# from the future
 		cb "$A" 8 "$(refto "$AK" "channel/${A#did:key:}/none" "$P")" "$beam"
