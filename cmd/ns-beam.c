@@ -612,7 +612,7 @@ beam_store_fast(struct store *s, struct buf *out, const char *p, size_t len,
 	    !bv[1].p || !bv[2].p || !bv[3].p ||
 	    span_str(bv[0].p, bv[0].len, author, sizeof(author)) ||
 	    span_int(bv[1].p, bv[1].len, &ts) != 0 || ts < 0 ||
-	    bv[2].len != 6 || memcmp(bv[2].p, "\"beam\"", 6) != 0 ||
+	    !span_is(&bv[2], "beam") ||
 	    bv[3].p[0] != '"')
 		return 0;
 	/* the path the beam's own bytes make, as bus_beam_store finds it */

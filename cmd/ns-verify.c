@@ -210,8 +210,7 @@ check_beam_fast(const struct item *it, struct buf *scratch)
 
 	if (span_get(it->text, it->len, top, t, 4) != 0 || !t[0].p ||
 	    !t[1].p || !t[2].p || !t[3].p ||
-	    t[0].len != 12 || memcmp(t[0].p, "\"space.beam\"", 12) != 0 ||
-	    t[1].len != 8 || memcmp(t[1].p, "\"client\"", 8) != 0 ||
+	    !span_is(&t[0], "space.beam") || !span_is(&t[1], "client") ||
 	    span_str(t[2].p, t[2].len, did, sizeof(did)) != 0 ||
 	    span_get(t[3].p, t[3].len, par, pv, 3) != 0 || !pv[0].p ||
 	    pv[1].p || pv[2].p || !span_canonical(pv[0].p, pv[0].len) ||

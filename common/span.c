@@ -376,6 +376,15 @@ span_str(const char *v, size_t vlen, char *out, size_t outlen)
 }
 
 int
+span_is(const struct span *v, const char *s)
+{
+	size_t n = strlen(s);
+
+	return v->p && v->len == n + 2 && v->p[0] == '"' &&
+	    memcmp(v->p + 1, s, n) == 0 && v->p[n + 1] == '"';
+}
+
+int
 span_int(const char *v, size_t vlen, int64_t *n)
 {
 	size_t i = 0;

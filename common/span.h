@@ -33,6 +33,10 @@ int span_canonical(const char *p, size_t len);
  * has no escapes and fits in outlen with its NUL: 0, else -1. */
 int span_str(const char *v, size_t vlen, char *out, size_t outlen);
 
+/* 1 if the value v (p NULL: absent) is the string s written without
+ * escapes, as canonical text writes a plain string; else 0. */
+int span_is(const struct span *v, const char *s);
+
 /* The largest magnitude span_int takes: 2^53 - 1, as jsonl_int. */
 #define SPAN_INT_MAX 9007199254740991LL
 

@@ -477,16 +477,6 @@ plain_str(const struct span *v, char *out, size_t outlen)
 	return 0;
 }
 
-/* 1 if the value's text is the string s, as canonical text spells it. */
-static int
-span_is(const struct span *v, const char *s)
-{
-	size_t n = strlen(s);
-
-	return v->p && v->len == n + 2 && v->p[0] == '"' &&
-	    memcmp(v->p + 1, s, n) == 0 && v->p[n + 1] == '"';
-}
-
 /*
  * space.beam read from its text.  Nearly every request a busy node takes
  * is a client's beam with its ref, written canonical by ns-serve: this
@@ -522,7 +512,7 @@ take_space_beam(struct log *L, const char *line, size_t len, int64_t now,
 	enum bus_err e = E_INTERNAL;
 	struct evinfo ei;
 	struct space *sp;
-	int64_t conn = -1, rn = -1, ts, seq = 0;
+	int64_t conn = -1, rn = -1, evts, ts, seq = 0;
 	size_t want = 1, kidlen;
 	int sptype, rc, err;
 
@@ -548,8 +538,8 @@ take_space_beam(struct log *L, const char *line, size_t len, int64_t now,
 	    !span_is(&ev[7], "beam.ref") ||
 	    plain_str(&ev[1], author, sizeof(author)) != 0 ||
 	    !valid_did(author) ||
-	    !ev[6].p || span_int(ev[6].p, ev[6].len, &ts) != 0 || ts < 0 ||
-	    ts > now + SKEW_MS || !ev[4].p || ev[4].p[0] != '"' ||
+	    !ev[6].p || span_int(ev[6].p, ev[6].len, &evts) != 0 || evts < 0 ||
+	    evts > now + SKEW_MS || !ev[4].p || ev[4].p[0] != '"' ||
 	    plain_str(&ev[5], space, sizeof(space)) != 0 ||
 	    space_parse(space, &sptype, &kid, &kidlen) != 0 ||
 	    plain_str(&ev[3], node, sizeof(node)) != 0 || !valid_did(node) ||
@@ -601,7 +591,7 @@ take_space_beam(struct log *L, const char *line, size_t len, int64_t now,
 	ei.node = node;
 	ei.address = address;
 	ei.beam = path;
-	span_int(ev[6].p, ev[6].len, &ei.ts);
+	ei.ts = evts;
 	buf_reset(&L->evtext);
 	buf_add(&L->evtext, pv[1].p, pv[1].len);
 	hash_id(pv[1].p, pv[1].len, ei.id);

@@ -349,7 +349,7 @@ take_canonical(const struct conn *c, const char *p, size_t len,
 
 	if (c->state != S_AUTH || c->outbound || len < 2 || p[0] != '{' ||
 	    !span_canonical(p, len) || span_get(p, len, names, v, 4) != 0 ||
-	    !v[1].p || v[1].len != 5 || memcmp(v[1].p, "\"2.0\"", 5) != 0 ||
+	    !span_is(&v[1], "2.0") ||
 	    !v[2].p || span_str(v[2].p, v[2].len, q->mbuf,
 	    sizeof(q->mbuf)) != 0 || (v[3].p && v[3].p[0] != '{'))
 		return 0;
