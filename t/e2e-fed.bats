@@ -250,7 +250,9 @@ beam_req() {
 	assert_jq '.wsc == "close" and .code == 1008' "${lines[-1]}"
 	run -0 "$WSC" -p "${ADDR_b##*:}" -k "$DIR_c/node.key" --role node --count 5 </dev/null
 	assert_jq '.wsc == "close" and .code == 1008' "${lines[-1]}"
-	eventually 10 has_seq "$URL_b" "$S" 4
+	# A pushed seq 4 down the link B's key had open, which the test
+	# closed: B has it from anti-entropy, every 10 s (AE_MS)
+	eventually 30 has_seq "$URL_b" "$S" 4
 	sleep 1
 	[ "$(seqs "$URL_b" "$S")" = "1 2 3 4 " ]
 }
